@@ -1,0 +1,87 @@
+import type { TypedEmitter } from '../core/events.js';
+import type { G711Codec } from '../core/audio.js';
+import type { Logger } from '../core/log.js';
+
+/**
+ * The provider-neutral realtime session contract. Providers know nothing of RTP or SIP: audio crosses
+ * this boundary as G.711 bytes in the call's codec (8 kHz), whatever the provider speaks internally.
+ */
+
+export interface RealtimeCapabilities {
+  /** Can remove unheard assistant audio from the conversation after barge-in. */
+  truncate: boolean;
+  /** Supports function calling. */
+  toolCalls: boolean;
+  /** Detects caller speech itself and signals `speechStarted`. */
+  serverVad: boolean;
+  /** Takes G.711 as is, with no transcoding. */
+  g711Passthrough: boolean;
+}
+
+export interface AgentAudio {
+  /** G.711 bytes in the session's codec. */
+  data: Uint8Array;
+  /** The assistant item this audio belongs to (what truncate refers to). */
+  itemId: string;
+}
+
+export interface Transcript {
+  role: 'caller' | 'agent';
+  text: string;
+}
+
+export interface ToolCall {
+  callId: string;
+  name: string;
+  /** Parsed JSON arguments, still untrusted: the tool validates them. */
+  args: unknown;
+}
+
+export interface SessionClosed {
+  /** True when we asked for it (call ended); false when the provider or the network ended it. */
+  expected: boolean;
+  reason: string;
+}
+
+export interface RealtimeEvents extends Record<string, unknown[]> {
+  audio: [AgentAudio];
+  /** The caller started talking over the agent: stop playback now. */
+  speechStarted: [];
+  transcript: [Transcript];
+  toolCall: [ToolCall];
+  /** A non-fatal provider error (the session goes on). */
+  error: [Error];
+  /** The session is over; emitted exactly once. */
+  close: [SessionClosed];
+}
+
+export interface RealtimeSession extends Pick<TypedEmitter<RealtimeEvents>, 'on' | 'once' | 'off'> {
+  readonly provider: string;
+  readonly capabilities: RealtimeCapabilities;
+  /** Caller audio, one RTP payload at a time (G.711 in the session codec). */
+  sendAudio(data: Uint8Array): void;
+  /**
+   * Barge-in bookkeeping: the caller heard only `playedMs` of `itemId`. Providers that can, cut the
+   * conversation there; others ignore it.
+   */
+  truncate(itemId: string, playedMs: number): void;
+  sendToolResult(callId: string, output: unknown): void;
+  /** Ends the session; idempotent. */
+  close(): void;
+}
+
+export interface SessionOptions {
+  codec: G711Codec;
+  instructions: string;
+  /** Instruction for the first thing the agent says; empty = wait for the caller. */
+  greeting: string;
+  log: Logger;
+  /** Aborts a connect in progress (e.g. the caller hung up while we were connecting). */
+  signal?: AbortSignal;
+}
+
+export interface RealtimeProvider {
+  readonly name: string;
+  /** Resolves once the session is configured and ready for audio; rejects with ProviderError. */
+  connect(options: SessionOptions): Promise<RealtimeSession>;
+}

@@ -1,0 +1,79 @@
+import { g711Ms } from '../core/audio.js';
+import type { Clock } from '../core/clock.js';
+import type { Logger } from '../core/log.js';
+import type { MediaSession } from '../media/media-session.js';
+import type { RealtimeSession, Transcript } from '../ai/realtime.js';
+
+export interface BridgeCallbacks {
+  transcript(entry: Transcript): void;
+  /** The provider went away without being asked to. */
+  providerLost(reason: string): void;
+}
+
+/** Audio arriving this recently means the reply may still be streaming, so a barge-in should truncate. */
+const STREAMING_WINDOW_MS = 1000;
+
+export interface BridgeStats {
+  /** Monotonic ms from bridge start to the first agent audio queued for the caller. */
+  firstAgentAudioMs: number | undefined;
+  bargeIns: number;
+}
+
+/**
+ * Joins one call's media to one AI session: caller RTP payloads go to the provider; agent audio is
+ * queued for paced playout; barge-in flushes the queue at once, measures what was really sent and
+ * truncates the provider's item there (STYLE.md habit 7).
+ */
+export class AudioBridge {
+  readonly stats: BridgeStats = { firstAgentAudioMs: undefined, bargeIns: 0 };
+  readonly #media: MediaSession;
+  readonly #ai: RealtimeSession;
+  readonly #log: Logger;
+  readonly #clock: Clock;
+  readonly #startedAt: number;
+  #lastAgentAudioAt = -Infinity;
+  #stopped = false;
+
+  constructor(media: MediaSession, ai: RealtimeSession, callbacks: BridgeCallbacks, clock: Clock, log: Logger) {
+    this.#media = media;
+    this.#ai = ai;
+    this.#log = log;
+    this.#clock = clock;
+    this.#startedAt = clock.now();
+
+    media.endpoint.on('audio', (payload) => {
+      if (!this.#stopped) ai.sendAudio(payload);
+    });
+    ai.on('audio', ({ data, itemId }) => {
+      if (this.#stopped) return;
+      const now = clock.now();
+      this.stats.firstAgentAudioMs ??= now - this.#startedAt;
+      this.#lastAgentAudioAt = now;
+      media.outbound.enqueue(data, itemId);
+    });
+    ai.on('speechStarted', () => this.bargeIn());
+    ai.on('transcript', (entry) => callbacks.transcript(entry));
+    ai.on('error', (error) => log.warn({ err: error }, 'provider reported an error'));
+    ai.on('close', ({ expected, reason }) => {
+      if (!expected && !this.#stopped) callbacks.providerLost(reason);
+    });
+  }
+
+  /** The caller talks over the agent: silence within one packet time, then tell the provider what was heard. */
+  bargeIn(): void {
+    if (this.#stopped) return;
+    const outbound = this.#media.outbound;
+    const droppedBytes = outbound.flush();
+    const itemId = outbound.playingTag;
+    const streaming = this.#clock.now() - this.#lastAgentAudioAt < STREAMING_WINDOW_MS;
+    if (itemId === undefined || (droppedBytes === 0 && !streaming)) return;
+    this.stats.bargeIns++;
+    const playedMs = Math.floor(g711Ms(outbound.sentBytesOf(itemId)));
+    this.#log.debug({ itemId, playedMs, droppedMs: g711Ms(droppedBytes) }, 'barge-in: playback flushed');
+    if (this.#ai.capabilities.truncate) this.#ai.truncate(itemId, playedMs);
+  }
+
+  stop(): void {
+    this.#stopped = true;
+  }
+}

@@ -1,0 +1,131 @@
+import { TypedEmitter } from '../core/events.js';
+import type { Clock } from '../core/clock.js';
+import type { Logger } from '../core/log.js';
+import type { MediaTimeouts } from '../media/media-session.js';
+import type { InboundInvite } from '../sip/inbound-invite.js';
+import { Call, type CallSummary } from './call.js';
+import { runInboundCall, type InboundCallDeps } from './inbound-call.js';
+import type { Termination } from './termination.js';
+
+export interface CallManagerOptions {
+  maxConcurrent: number;
+  busyRetryAfterS: number;
+  mediaTimeouts: MediaTimeouts;
+}
+
+export interface CallManagerEvents extends Record<string, unknown[]> {
+  callStarted: [Call];
+  callEnded: [Call, Termination];
+}
+
+/** How often active calls are checked for media timeouts; one timer for all calls. */
+const MEDIA_TIMEOUT_SWEEP_MS = 1000;
+
+/**
+ * Admission (call limit, shutdown), the registry of live calls, media-timeout sweeps and graceful
+ * drain. Receives its collaborators through the constructor; knows calls only through Call.
+ */
+export class CallManager extends TypedEmitter<CallManagerEvents> {
+  readonly #calls = new Map<string, Call>();
+  readonly #options: CallManagerOptions;
+  readonly #deps: InboundCallDeps;
+  readonly #clock: Clock;
+  readonly #log: Logger;
+  #draining = false;
+  #sweep: NodeJS.Timeout | undefined;
+
+  constructor(options: CallManagerOptions, deps: InboundCallDeps, clock: Clock, log: Logger) {
+    super((error, event) => log.error({ err: error, event }, 'call manager listener threw'));
+    this.#options = options;
+    this.#deps = deps;
+    this.#clock = clock;
+    this.#log = log;
+  }
+
+  get activeCount(): number {
+    return this.#calls.size;
+  }
+
+  get draining(): boolean {
+    return this.#draining;
+  }
+
+  list(): CallSummary[] {
+    return [...this.#calls.values()].map((c) => c.summary());
+  }
+
+  get(id: string): Call | undefined {
+    return this.#calls.get(id);
+  }
+
+  handleInvite(invite: InboundInvite): void {
+    const busy = this.#draining ? 'shutting down' : this.#calls.size >= this.#options.maxConcurrent ? 'call limit reached' : undefined;
+    if (busy !== undefined) {
+      this.#log.warn({ sipCallId: invite.info.callId, why: busy, active: this.#calls.size }, 'call refused');
+      invite.reject(503, { headers: { 'Retry-After': String(this.#options.busyRetryAfterS), Warning: `399 voxgate "${busy}"` } });
+      return;
+    }
+    const call = new Call('inbound', invite.info.callId, this.#deps.provider.name, this.#log);
+    this.#register(call);
+    call.log.info(
+      { source: `${invite.info.sourceAddress}:${invite.info.sourcePort}`, transport: invite.info.transport, pii: { from: invite.info.fromUser, to: invite.info.toUser } },
+      'call started',
+    );
+    runInboundCall(invite, call, this.#deps).catch((error: unknown) => {
+      call.log.error({ err: error }, 'inbound call failed');
+      void call.end({ cause: 'internal-error', detail: String(error) });
+    });
+  }
+
+  /**
+   * Graceful shutdown: refuse new calls, wait up to `graceMs` for active ones to end, then hang up the
+   * rest. Resolves when every call has ended.
+   */
+  async drain(graceMs: number): Promise<void> {
+    this.#draining = true;
+    if (this.#calls.size === 0) return;
+    this.#log.info({ active: this.#calls.size, graceMs }, 'draining active calls');
+    const allEnded = new Promise<void>((resolve) => {
+      const check = (): void => {
+        if (this.#calls.size === 0) {
+          this.off('callEnded', check);
+          resolve();
+        }
+      };
+      this.on('callEnded', check);
+    });
+    let timer: NodeJS.Timeout | undefined;
+    const graceOver = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), graceMs);
+    });
+    const outcome = await Promise.race([allEnded, graceOver]);
+    clearTimeout(timer);
+    if (outcome === 'timeout') {
+      this.#log.warn({ remaining: this.#calls.size }, 'grace period over; hanging up remaining calls');
+      await Promise.all([...this.#calls.values()].map((c) => c.end({ cause: 'shutdown', detail: 'grace period over' })));
+    }
+  }
+
+  #register(call: Call): void {
+    this.#calls.set(call.id, call);
+    call.once('ended', (termination) => {
+      this.#calls.delete(call.id);
+      if (this.#calls.size === 0 && this.#sweep !== undefined) {
+        clearInterval(this.#sweep);
+        this.#sweep = undefined;
+      }
+      this.safeEmit('callEnded', call, termination);
+    });
+    this.#sweep ??= setInterval(this.#checkMediaTimeouts, MEDIA_TIMEOUT_SWEEP_MS);
+    this.safeEmit('callStarted', call);
+  }
+
+  readonly #checkMediaTimeouts = (): void => {
+    const now = this.#clock.now();
+    for (const call of this.#calls.values()) {
+      if (call.state !== 'active') continue;
+      const expired = call.media?.checkTimeout(this.#options.mediaTimeouts, now);
+      if (expired !== undefined) void call.end({ cause: 'media-timeout', detail: expired });
+    }
+  };
+}

@@ -1,0 +1,154 @@
+import { randomUUID } from 'node:crypto';
+import { TypedEmitter } from '../core/events.js';
+import { errorMessage } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
+import type { MediaSession, MediaSessionStats } from '../media/media-session.js';
+import type { RealtimeSession, Transcript } from '../ai/realtime.js';
+import type { SipDialog } from '../sip/sip-dialog.js';
+import type { AudioBridge, BridgeStats } from './audio-bridge.js';
+import { CallStateMachine, type CallState } from './call-state.js';
+import { reasonHeader, type Termination } from './termination.js';
+
+export interface CallEvents extends Record<string, unknown[]> {
+  ended: [Termination];
+}
+
+export type CallDirection = 'inbound' | 'outbound';
+
+export interface CallSummary {
+  id: string;
+  direction: CallDirection;
+  state: CallState;
+  provider: string;
+  durationMs: number;
+  termination: Termination | undefined;
+  media: MediaSessionStats | undefined;
+  bridge: BridgeStats | undefined;
+}
+
+/** A teardown that takes longer than this is logged as hung (the BYE itself is bounded at 5 s). */
+const TEARDOWN_WATCHDOG_MS = 10_000;
+
+/**
+ * One phone call. Owns its dialog, media and AI session and frees them through one idempotent
+ * end(): BYE first, then media, then the provider; `ended` is emitted exactly once.
+ */
+export class Call extends TypedEmitter<CallEvents> {
+  readonly id = randomUUID();
+  readonly log: Logger;
+  readonly transcript: Transcript[] = [];
+  readonly #machine = new CallStateMachine();
+  #dialog: SipDialog | undefined;
+  #media: MediaSession | undefined;
+  #session: RealtimeSession | undefined;
+  #bridge: AudioBridge | undefined;
+  #termination: Termination | undefined;
+  #ending: Promise<void> | undefined;
+
+  constructor(
+    readonly direction: CallDirection,
+    readonly sipCallId: string,
+    readonly provider: string,
+    rootLog: Logger,
+  ) {
+    super((error, event) => this.log.error({ err: error, event }, 'call listener threw'));
+    this.log = rootLog.child({ callId: this.id, sipCallId, direction, provider });
+  }
+
+  get state(): CallState {
+    return this.#machine.state;
+  }
+
+  get termination(): Termination | undefined {
+    return this.#termination;
+  }
+
+  get media(): MediaSession | undefined {
+    return this.#media;
+  }
+
+  get dialog(): SipDialog | undefined {
+    return this.#dialog;
+  }
+
+  /** Ending or ended: nothing new may be attached or started. */
+  get isOver(): boolean {
+    return this.#machine.is('ending', 'ended');
+  }
+
+  transition(to: CallState): void {
+    this.#machine.transition(to);
+    this.log.debug({ state: to }, 'call state');
+  }
+
+  attachMedia(media: MediaSession): void {
+    this.#media = media;
+  }
+
+  attachSession(session: RealtimeSession): void {
+    this.#session = session;
+  }
+
+  attachDialog(dialog: SipDialog): void {
+    this.#dialog = dialog;
+  }
+
+  attachBridge(bridge: AudioBridge): void {
+    this.#bridge = bridge;
+  }
+
+  addTranscript(entry: Transcript): void {
+    this.transcript.push(entry);
+    this.log.debug({ pii: { role: entry.role, text: entry.text } }, 'transcript');
+  }
+
+  summary(): CallSummary {
+    const t = this.#machine.timestamps;
+    const start = t.active ?? t.ringing ?? Date.now();
+    return {
+      id: this.id,
+      direction: this.direction,
+      state: this.state,
+      provider: this.provider,
+      durationMs: t.active === undefined ? 0 : (t.ended ?? Date.now()) - start,
+      termination: this.#termination,
+      media: this.#media?.stats(),
+      bridge: this.#bridge ? { ...this.#bridge.stats } : undefined,
+    };
+  }
+
+  /** The one teardown path. Safe to call any number of times; the first termination wins. */
+  end(termination: Termination): Promise<void> {
+    this.#ending ??= this.#teardown(termination);
+    return this.#ending;
+  }
+
+  async #teardown(termination: Termination): Promise<void> {
+    this.#termination = termination;
+    if (!this.#machine.is('ending', 'ended')) this.transition('ending');
+    const watchdog = setTimeout(() => this.log.error({ cause: termination.cause }, 'call teardown is hanging'), TEARDOWN_WATCHDOG_MS);
+    try {
+      this.#bridge?.stop();
+      const dialog = this.#dialog;
+      if (dialog && !dialog.ended) {
+        try {
+          await dialog.hangUp(reasonHeader(termination.cause));
+        } catch (error) {
+          this.log.warn({ err: errorMessage(error) }, 'BYE failed; releasing the call anyway');
+        }
+      }
+      this.#media?.close();
+      this.#session?.close();
+    } finally {
+      clearTimeout(watchdog);
+      this.transition('ended');
+      const summary = this.summary();
+      this.log.info(
+        { cause: termination.cause, detail: termination.detail, durationMs: summary.durationMs, media: summary.media, bridge: summary.bridge, pii: { transcript: this.transcript } },
+        'call ended',
+      );
+      this.safeEmit('ended', termination);
+      this.removeAllListeners();
+    }
+  }
+}

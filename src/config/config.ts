@@ -1,0 +1,122 @@
+import type { z } from 'zod';
+import { configFields, type ConfigKey } from './schema.js';
+
+type Raw = { [K in ConfigKey]: z.output<(typeof configFields)[K]['schema']> };
+
+export type CodecName = 'PCMU' | 'PCMA';
+export type ProviderName = Raw['AI_PROVIDER'];
+
+/** The validated, typed configuration that main.ts hands to every module. */
+export interface Config {
+  drachtio: { host: string; port: number; secret: string; reconnectMaxDelayMs: number };
+  sip: { userAgent: string };
+  rtp: {
+    bindAddress: string;
+    /** Empty string means "auto-detect" (resolved in main.ts). */
+    publicAddress: string;
+    portMin: number;
+    portMax: number;
+    codecPreference: CodecName[];
+    initialTimeoutMs: number;
+    timeoutMs: number;
+  };
+  calls: { maxConcurrent: number; busyRetryAfterS: number; shutdownGraceMs: number };
+  ai: {
+    provider: ProviderName;
+    connectTimeoutMs: number;
+    instructions: string;
+    greeting: string;
+    echo: { delayMs: number };
+    openai: { apiKey: string; url: string; model: string; voice: string; transcriptionModel: string };
+  };
+  log: { level: Raw['LOG_LEVEL']; pii: boolean };
+}
+
+/** A bad or missing configuration value. `message` is the one line printed before exit. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  constructor(
+    readonly key: string,
+    readonly problem: string,
+    readonly expected: string,
+    shownValue: string | undefined,
+  ) {
+    super(`config error: ${key}${shownValue === undefined ? '' : `=${shownValue}`} ${problem}; expected ${expected}`);
+  }
+}
+
+const SECRET_HINT = /KEY|SECRET|PASSWORD|TOKEN/;
+
+function show(key: string, value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  if (SECRET_HINT.test(key)) return '<redacted>';
+  return JSON.stringify(value.length > 60 ? `${value.slice(0, 57)}...` : value);
+}
+
+/**
+ * Validate a flat key/value source (defaults < .env < environment, merged by the caller).
+ * Throws ConfigError naming the first bad key.
+ */
+export function parseConfig(source: Readonly<Record<string, string | undefined>>): Config {
+  const raw: Partial<Record<ConfigKey, unknown>> = {};
+  for (const [key, field] of Object.entries(configFields) as [ConfigKey, (typeof configFields)[ConfigKey]][]) {
+    const value = source[key];
+    if (value === undefined) throw new ConfigError(key, 'is missing', field.expected, undefined);
+    const result = field.schema.safeParse(value);
+    if (!result.success) {
+      const problem = result.error.issues[0]?.message ?? 'is invalid';
+      throw new ConfigError(key, problem, field.expected, show(key, value));
+    }
+    raw[key] = result.data;
+  }
+  const r = raw as Raw;
+
+  if (r.RTP_PORT_MIN % 2 !== 0) {
+    throw new ConfigError('RTP_PORT_MIN', 'is odd', 'an even UDP port (RTP uses even ports)', show('RTP_PORT_MIN', source.RTP_PORT_MIN));
+  }
+  if (r.RTP_PORT_MAX <= r.RTP_PORT_MIN) {
+    throw new ConfigError('RTP_PORT_MAX', `is not above RTP_PORT_MIN (${r.RTP_PORT_MIN})`, 'a port above RTP_PORT_MIN', show('RTP_PORT_MAX', source.RTP_PORT_MAX));
+  }
+  if (r.AI_PROVIDER === 'openai' && r.OPENAI_API_KEY === '') {
+    throw new ConfigError('OPENAI_API_KEY', 'is empty', 'an OpenAI API key (required when AI_PROVIDER=openai)', undefined);
+  }
+
+  return {
+    drachtio: {
+      host: r.DRACHTIO_HOST,
+      port: r.DRACHTIO_PORT,
+      secret: r.DRACHTIO_SECRET,
+      reconnectMaxDelayMs: r.DRACHTIO_RECONNECT_MAX_DELAY_MS,
+    },
+    sip: { userAgent: r.SIP_USER_AGENT },
+    rtp: {
+      bindAddress: r.RTP_BIND_ADDRESS,
+      publicAddress: r.RTP_PUBLIC_ADDRESS,
+      portMin: r.RTP_PORT_MIN,
+      portMax: r.RTP_PORT_MAX,
+      codecPreference: r.CODEC_PREFERENCE,
+      initialTimeoutMs: r.MEDIA_INITIAL_TIMEOUT_MS,
+      timeoutMs: r.MEDIA_TIMEOUT_MS,
+    },
+    calls: {
+      maxConcurrent: r.MAX_CONCURRENT_CALLS,
+      busyRetryAfterS: r.BUSY_RETRY_AFTER_S,
+      shutdownGraceMs: r.SHUTDOWN_GRACE_MS,
+    },
+    ai: {
+      provider: r.AI_PROVIDER,
+      connectTimeoutMs: r.PROVIDER_CONNECT_TIMEOUT_MS,
+      instructions: r.AGENT_INSTRUCTIONS,
+      greeting: r.AGENT_GREETING,
+      echo: { delayMs: r.ECHO_DELAY_MS },
+      openai: {
+        apiKey: r.OPENAI_API_KEY,
+        url: r.OPENAI_REALTIME_URL,
+        model: r.OPENAI_REALTIME_MODEL,
+        voice: r.OPENAI_VOICE,
+        transcriptionModel: r.OPENAI_TRANSCRIPTION_MODEL,
+      },
+    },
+    log: { level: r.LOG_LEVEL, pii: r.LOG_PII },
+  };
+}

@@ -1,0 +1,84 @@
+import { isIP } from 'node:net';
+import { z } from 'zod';
+
+/** Each entry: the zod type plus a human description of the expected form (used in error lines). */
+const int = (min: number, max: number) =>
+  z.coerce
+    .number({ error: 'is not a number' })
+    .int({ error: 'is not an integer' })
+    .min(min, { error: `is below ${min}` })
+    .max(max, { error: `is above ${max}` });
+
+const bool = z
+  .string()
+  .trim()
+  .toLowerCase()
+  .refine((v) => ['true', 'false', '1', '0', 'yes', 'no'].includes(v), { error: 'is not a boolean' })
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+const wsUrl = z
+  .string()
+  .trim()
+  .refine((v) => URL.canParse(v) && /^wss?:$/.test(new URL(v).protocol), {
+    error: 'is not a ws:// or wss:// URL',
+  });
+
+const codecList = z
+  .string()
+  .transform((v) => v.split(',').map((c) => c.trim().toUpperCase()).filter(Boolean))
+  .pipe(
+    z
+      .array(z.enum(['PCMU', 'PCMA'], { error: 'names a codec other than PCMU or PCMA' }))
+      .min(1, { error: 'is empty' })
+      .refine((l) => new Set(l).size === l.length, { error: 'repeats a codec' }),
+  );
+
+const address = z
+  .string()
+  .trim()
+  .refine((v) => isIP(v) !== 0, { error: 'is not an IP address' });
+
+export const configFields = {
+  DRACHTIO_HOST: { schema: z.string().trim().min(1, { error: 'is empty' }), expected: 'a host name or IP' },
+  DRACHTIO_PORT: { schema: int(1, 65535), expected: 'a TCP port 1-65535' },
+  DRACHTIO_SECRET: { schema: z.string().min(1, { error: 'is empty' }), expected: 'a non-empty string' },
+  DRACHTIO_RECONNECT_MAX_DELAY_MS: { schema: int(100, 600_000), expected: 'milliseconds 100-600000' },
+  SIP_USER_AGENT: { schema: z.string().trim().min(1, { error: 'is empty' }), expected: 'a non-empty string' },
+  RTP_BIND_ADDRESS: { schema: address, expected: 'an IPv4 or IPv6 address' },
+  RTP_PUBLIC_ADDRESS: {
+    schema: z.union([z.literal(''), address], { error: 'is not an IP address' }),
+    expected: 'an IP address, or empty to auto-detect',
+  },
+  RTP_PORT_MIN: { schema: int(1024, 65534), expected: 'an even UDP port 1024-65534' },
+  RTP_PORT_MAX: { schema: int(1025, 65535), expected: 'a UDP port 1025-65535 above RTP_PORT_MIN' },
+  CODEC_PREFERENCE: { schema: codecList, expected: 'a comma list of PCMU, PCMA' },
+  MEDIA_INITIAL_TIMEOUT_MS: { schema: int(0, 3_600_000), expected: 'milliseconds (0 disables)' },
+  MEDIA_TIMEOUT_MS: { schema: int(0, 3_600_000), expected: 'milliseconds (0 disables)' },
+  MAX_CONCURRENT_CALLS: { schema: int(1, 100_000), expected: 'an integer 1-100000' },
+  BUSY_RETRY_AFTER_S: { schema: int(0, 86_400), expected: 'seconds 0-86400' },
+  SHUTDOWN_GRACE_MS: { schema: int(0, 3_600_000), expected: 'milliseconds 0-3600000' },
+  AI_PROVIDER: {
+    schema: z.enum(['echo', 'openai'], { error: 'is not a known provider' }),
+    expected: 'one of echo, openai',
+  },
+  PROVIDER_CONNECT_TIMEOUT_MS: { schema: int(100, 60_000), expected: 'milliseconds 100-60000' },
+  ECHO_DELAY_MS: { schema: int(0, 10_000), expected: 'milliseconds 0-10000' },
+  OPENAI_API_KEY: { schema: z.string().trim(), expected: 'an OpenAI API key', secret: true },
+  OPENAI_REALTIME_URL: { schema: wsUrl, expected: 'a ws:// or wss:// URL' },
+  OPENAI_REALTIME_MODEL: { schema: z.string().trim().min(1, { error: 'is empty' }), expected: 'a model name' },
+  OPENAI_VOICE: { schema: z.string().trim().min(1, { error: 'is empty' }), expected: 'a voice name' },
+  OPENAI_TRANSCRIPTION_MODEL: { schema: z.string().trim(), expected: 'a model name, or empty for none' },
+  AGENT_INSTRUCTIONS: { schema: z.string(), expected: 'text' },
+  AGENT_GREETING: { schema: z.string(), expected: 'text, or empty for no greeting' },
+  LOG_LEVEL: {
+    schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { error: 'is not a level' }),
+    expected: 'one of fatal, error, warn, info, debug, trace, silent',
+  },
+  LOG_PII: { schema: bool, expected: 'true or false' },
+} as const satisfies Record<string, { schema: z.ZodType; expected: string; secret?: boolean }>;
+
+export type ConfigKey = keyof typeof configFields;
+export const CONFIG_KEYS = Object.keys(configFields) as ConfigKey[];
+export const SECRET_KEYS: readonly ConfigKey[] = CONFIG_KEYS.filter(
+  (k) => (configFields[k] as { secret?: boolean }).secret === true,
+).concat('DRACHTIO_SECRET');

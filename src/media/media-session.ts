@@ -1,0 +1,139 @@
+import { randomInt } from 'node:crypto';
+import type { Clock } from '../core/clock.js';
+import type { Logger } from '../core/log.js';
+import type { G711Codec } from '../core/audio.js';
+import type { MediaClock } from './media-clock.js';
+import { OutboundAudio, type OutboundStats } from './outbound-audio.js';
+import type { PortLease } from './port-pool.js';
+import { RtpEndpoint, type RtpStats } from './rtp-endpoint.js';
+import { remoteIsSilent, type NegotiatedMedia } from './sdp.js';
+
+export interface MediaSessionStats {
+  rtp: RtpStats;
+  outbound: OutboundStats;
+  latchedTo: string | undefined;
+}
+
+export interface MediaTimeouts {
+  /** No RTP at all this long after start → timeout (0 disables). */
+  initialMs: number;
+  /** No RTP this long mid-call → timeout (0 disables); paused while the remote is on hold. */
+  steadyMs: number;
+}
+
+/** Bound on AI audio queued ahead of real time (providers send replies much faster than they play). */
+const MAX_OUTBOUND_QUEUE_MS = 120_000;
+
+/**
+ * One call's media: the RTP port lease, the endpoint and the paced outbound stream. Owns all three and
+ * frees them in close(). Knows nothing of SIP or AI.
+ */
+export class MediaSession {
+  readonly endpoint: RtpEndpoint;
+  readonly outbound: OutboundAudio;
+  readonly #lease: PortLease;
+  readonly #mediaClock: MediaClock;
+  readonly #clock: Clock;
+  #media: NegotiatedMedia;
+  #latchedTo: string | undefined;
+  #startedAt: number;
+  #timeoutPausedSince: number | undefined;
+  #closed = false;
+
+  constructor(lease: PortLease, media: NegotiatedMedia, mediaClock: MediaClock, clock: Clock, log: Logger) {
+    this.#lease = lease;
+    this.#media = media;
+    this.#mediaClock = mediaClock;
+    this.#clock = clock;
+    this.#startedAt = clock.now();
+    this.endpoint = new RtpEndpoint(lease.socket, remoteOf(media), log, () => clock.now());
+    this.endpoint.on('latched', (address, port) => {
+      this.#latchedTo = `${address}:${port}`;
+      log.debug({ address, port }, 'rtp latched');
+    });
+    this.outbound = new OutboundAudio({
+      codec: media.codec,
+      payloadType: media.payloadType,
+      sink: this.endpoint,
+      initialTimestamp: randomInt(0, 0xffffffff),
+      maxQueueMs: MAX_OUTBOUND_QUEUE_MS,
+    });
+    this.#applyDirection();
+    // Start sending at once (silence): opens NAT pinholes and keeps carrier RTP timers happy.
+    mediaClock.add(this.outbound);
+  }
+
+  get port(): number {
+    return this.#lease.port;
+  }
+
+  get codec(): G711Codec {
+    return this.#media.codec;
+  }
+
+  get media(): Readonly<NegotiatedMedia> {
+    return this.#media;
+  }
+
+  /** Signalling changed the media (re-INVITE): new address/port, direction, hold. Codec stays. */
+  update(media: NegotiatedMedia): void {
+    const moved = media.remoteAddress !== this.#media.remoteAddress || media.remotePort !== this.#media.remotePort;
+    this.#media = media;
+    if (moved) this.endpoint.updateRemote(remoteOf(media));
+    this.#applyDirection();
+  }
+
+  /** True when the remote is not sending to us (hold), so silence is expected. */
+  get remoteOnHold(): boolean {
+    return remoteIsSilent(this.#media);
+  }
+
+  /** Describes a media timeout if one has expired at `now`, else undefined. */
+  checkTimeout(timeouts: MediaTimeouts, now: number = this.#clock.now()): string | undefined {
+    if (this.#closed || this.#timeoutPausedSince !== undefined) return undefined;
+    const last = this.endpoint.lastReceivedAt;
+    if (last === undefined) {
+      if (timeouts.initialMs > 0 && now - this.#startedAt >= timeouts.initialMs) return `no RTP received within ${timeouts.initialMs} ms`;
+      return undefined;
+    }
+    const since = Math.max(last, this.#startedAt);
+    if (timeouts.steadyMs > 0 && now - since >= timeouts.steadyMs) return `no RTP received for ${timeouts.steadyMs} ms`;
+    return undefined;
+  }
+
+  stats(): MediaSessionStats {
+    return { rtp: { ...this.endpoint.stats }, outbound: { ...this.outbound.stats }, latchedTo: this.#latchedTo };
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#mediaClock.remove(this.outbound);
+    this.outbound.flush();
+    this.endpoint.close();
+    this.#lease.release();
+  }
+
+  #applyDirection(): void {
+    // We send unless our own direction (the mirror of the remote's) forbids it.
+    const weSend = this.#media.localDirection === 'sendrecv' || this.#media.localDirection === 'sendonly';
+    this.outbound.setPaused(!weSend);
+    const hold = this.remoteOnHold;
+    if (hold && this.#timeoutPausedSince === undefined) this.#timeoutPausedSince = this.#clock.now();
+    if (!hold && this.#timeoutPausedSince !== undefined) {
+      // Resume: the steady timeout restarts from now, not from the last packet before the hold.
+      this.#timeoutPausedSince = undefined;
+      this.#startedAt = this.#clock.now();
+      if (this.endpoint.lastReceivedAt !== undefined) this.endpoint.lastReceivedAt = this.#startedAt;
+    }
+  }
+}
+
+function remoteOf(media: NegotiatedMedia): { address: string; port: number; payloadType: number; telephoneEventPayloadType: number | undefined } {
+  return {
+    address: media.remoteAddress,
+    port: media.remotePort,
+    payloadType: media.payloadType,
+    telephoneEventPayloadType: media.telephoneEventPayloadType,
+  };
+}

@@ -1,0 +1,93 @@
+import { createSocket, type Socket } from 'node:dgram';
+import { isIP } from 'node:net';
+import { PortsExhaustedError } from '../core/errors.js';
+
+/** A bound RTP socket on an even port; its odd neighbour is reserved for RTCP. */
+export interface PortLease {
+  readonly port: number;
+  readonly socket: Socket;
+  /** Closes the socket and returns the port pair to the pool. Idempotent. */
+  release(): void;
+}
+
+export interface PortPoolOptions {
+  bindAddress: string;
+  min: number;
+  max: number;
+}
+
+/**
+ * Hands out even RTP ports from a fixed range, round-robin (a just-freed port is not reused at once, so a
+ * late packet from the last call does not land in the next one). Ports held by other processes are skipped.
+ */
+export class PortPool {
+  readonly #options: PortPoolOptions;
+  readonly #inUse = new Set<number>();
+  readonly #evenPorts: number[];
+  #cursor = 0;
+
+  constructor(options: PortPoolOptions) {
+    this.#options = options;
+    this.#evenPorts = [];
+    const first = options.min % 2 === 0 ? options.min : options.min + 1;
+    // The RTCP port (even + 1) must also be inside the range.
+    for (let p = first; p + 1 <= options.max; p += 2) this.#evenPorts.push(p);
+  }
+
+  get capacity(): number {
+    return this.#evenPorts.length;
+  }
+
+  get inUse(): number {
+    return this.#inUse.size;
+  }
+
+  async allocate(): Promise<PortLease> {
+    for (let attempt = 0; attempt < this.#evenPorts.length; attempt++) {
+      const port = this.#evenPorts[this.#cursor]!;
+      this.#cursor = (this.#cursor + 1) % this.#evenPorts.length;
+      if (this.#inUse.has(port)) continue;
+      this.#inUse.add(port);
+      try {
+        const socket = await bindUdp(this.#options.bindAddress, port);
+        return this.#lease(port, socket);
+      } catch {
+        this.#inUse.delete(port); // held by someone else: try the next one
+      }
+    }
+    throw new PortsExhaustedError(`no free RTP port in ${this.#options.min}-${this.#options.max}`);
+  }
+
+  #lease(port: number, socket: Socket): PortLease {
+    let released = false;
+    return {
+      port,
+      socket,
+      release: () => {
+        if (released) return;
+        released = true;
+        try {
+          socket.close();
+        } catch {
+          // already closed by an error path; the port is free either way
+        }
+        this.#inUse.delete(port);
+      },
+    };
+  }
+}
+
+function bindUdp(address: string, port: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = createSocket({ type: isIP(address) === 6 ? 'udp6' : 'udp4' });
+    const onError = (error: Error): void => {
+      socket.close();
+      reject(error);
+    };
+    socket.once('error', onError);
+    socket.bind({ address, port, exclusive: true }, () => {
+      socket.off('error', onError);
+      resolve(socket);
+    });
+  });
+}

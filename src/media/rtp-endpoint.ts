@@ -1,0 +1,164 @@
+import type { RemoteInfo, Socket } from 'node:dgram';
+import { randomInt } from 'node:crypto';
+import { RtpPacket, isRtcp, isRtp } from 'rtp.js/packets';
+import { TypedEmitter } from '../core/events.js';
+import type { Logger } from '../core/log.js';
+import { SAMPLES_PER_FRAME } from '../core/audio.js';
+
+export interface RtpStats {
+  packetsReceived: number;
+  bytesReceived: number;
+  packetsSent: number;
+  bytesSent: number;
+  /** Not RTP, wrong version, or unparsable. */
+  malformed: number;
+  /** RTP from a source other than the latched one, or with a payload type we did not negotiate. */
+  ignored: number;
+}
+
+export interface RtpEndpointEvents extends Record<string, unknown[]> {
+  /** Audio payload of a packet with the negotiated codec PT. `payload` is only valid during the call. */
+  audio: [payload: Uint8Array, sequenceNumber: number, timestamp: number];
+  /** RFC 4733 telephone-event packet (decoded by the DTMF stage, never by the audio decoder). */
+  telephoneEvent: [payload: Uint8Array, timestamp: number, marker: boolean];
+  /** First packet from the remote after a (re)latch; `address:port` is where we now send. */
+  latched: [address: string, port: number];
+}
+
+export interface RemoteMedia {
+  address: string;
+  port: number;
+  payloadType: number;
+  telephoneEventPayloadType: number | undefined;
+}
+
+const RTP_HEADER_BYTES = 12;
+const MAX_PAYLOAD_BYTES = 1024;
+
+/**
+ * One call's RTP socket: parses and validates incoming packets, latches to the sender's real address
+ * (symmetric RTP, RFC 4961), and sends packets with one SSRC and a continuous sequence for the whole call.
+ * Knows nothing of codecs beyond payload-type numbers.
+ */
+export class RtpEndpoint extends TypedEmitter<RtpEndpointEvents> {
+  readonly stats: RtpStats = { packetsReceived: 0, bytesReceived: 0, packetsSent: 0, bytesSent: 0, malformed: 0, ignored: 0 };
+  readonly ssrc = randomInt(1, 0xffffffff);
+  /** Monotonic time (ms) of the last valid packet received; undefined until the first. */
+  lastReceivedAt: number | undefined;
+
+  readonly #socket: Socket;
+  readonly #log: Logger;
+  readonly #now: () => number;
+  #remote: RemoteMedia;
+  #sendAddress: string;
+  #sendPort: number;
+  #latched = false;
+  #sequence = randomInt(0, 0x10000);
+  #closed = false;
+  // One reusable outgoing packet and buffer: no allocation per packet sent.
+  readonly #out = new RtpPacket();
+  readonly #outBuffer = new ArrayBuffer(RTP_HEADER_BYTES + MAX_PAYLOAD_BYTES);
+  readonly #outBytes = new Uint8Array(this.#outBuffer);
+
+  constructor(socket: Socket, remote: RemoteMedia, log: Logger, now: () => number) {
+    super((error, event) => log.error({ err: error, event }, 'rtp listener threw'));
+    this.#socket = socket;
+    this.#log = log;
+    this.#now = now;
+    this.#remote = remote;
+    this.#sendAddress = remote.address;
+    this.#sendPort = remote.port;
+    this.#out.setSsrc(this.ssrc);
+    // Serialize once into our buffer; later fixed-header setters write straight into it (rtp.js model).
+    this.#out.serialize(this.#outBuffer, 0);
+    socket.on('message', this.#onMessage);
+    socket.on('error', this.#onSocketError);
+  }
+
+  get remote(): Readonly<RemoteMedia> {
+    return this.#remote;
+  }
+
+  get sendTarget(): { address: string; port: number } {
+    return { address: this.#sendAddress, port: this.#sendPort };
+  }
+
+  /** Signalling moved the media (re-INVITE): send to the new SDP address and latch again. */
+  updateRemote(remote: RemoteMedia): void {
+    this.#remote = remote;
+    this.#sendAddress = remote.address;
+    this.#sendPort = remote.port;
+    this.#latched = false;
+  }
+
+  /** Sends one RTP packet; the sequence number advances by one per packet for the whole call. */
+  send(payloadType: number, payload: Uint8Array, timestamp: number, marker: boolean): void {
+    if (this.#closed || payload.length > MAX_PAYLOAD_BYTES) return;
+    const packet = this.#out;
+    packet.setPayloadType(payloadType);
+    packet.setSequenceNumber(this.#sequence);
+    packet.setTimestamp(timestamp >>> 0);
+    packet.setMarker(marker);
+    this.#sequence = (this.#sequence + 1) & 0xffff;
+    // The header has no CSRC/extension, so the payload always starts at byte 12.
+    this.#outBytes.set(payload, RTP_HEADER_BYTES);
+    const length = RTP_HEADER_BYTES + payload.length;
+    this.#socket.send(this.#outBytes, 0, length, this.#sendPort, this.#sendAddress);
+    this.stats.packetsSent++;
+    this.stats.bytesSent += length;
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#socket.off('message', this.#onMessage);
+    this.removeAllListeners();
+  }
+
+  readonly #onSocketError = (error: Error): void => {
+    // ICMP port-unreachable and similar surface here; they must not kill the call or the process.
+    this.#log.debug({ err: error }, 'rtp socket error');
+  };
+
+  readonly #onMessage = (message: Buffer, rinfo: RemoteInfo): void => {
+    const view = new DataView(message.buffer, message.byteOffset, message.byteLength);
+    if (isRtcp(view)) return; // RTCP arrives on port+1 unless rtcp-mux; handled by the RTCP stage
+    if (!isRtp(view)) {
+      this.stats.malformed++;
+      return;
+    }
+    let packet: RtpPacket;
+    try {
+      packet = new RtpPacket(view);
+    } catch {
+      this.stats.malformed++;
+      return;
+    }
+    const pt = packet.getPayloadType();
+    const isAudio = pt === this.#remote.payloadType;
+    const isEvent = pt === this.#remote.telephoneEventPayloadType;
+    if (!isAudio && !isEvent) {
+      this.stats.ignored++;
+      return;
+    }
+    if (!this.#latched) {
+      this.#latched = true;
+      this.#sendAddress = rinfo.address;
+      this.#sendPort = rinfo.port;
+      this.safeEmit('latched', rinfo.address, rinfo.port);
+    } else if (rinfo.port !== this.#sendPort || rinfo.address !== this.#sendAddress) {
+      this.stats.ignored++; // RTP bleed / hijack attempt: only signalling may move the media
+      return;
+    }
+    this.stats.packetsReceived++;
+    this.stats.bytesReceived += message.byteLength;
+    this.lastReceivedAt = this.#now();
+    const payload = packet.getPayload();
+    const bytes = new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength);
+    if (isAudio) this.safeEmit('audio', bytes, packet.getSequenceNumber(), packet.getTimestamp());
+    else this.safeEmit('telephoneEvent', bytes, packet.getTimestamp(), packet.getMarker());
+  };
+}
+
+/** Samples per 20 ms frame, re-exported for stages that build timestamps. */
+export const TIMESTAMP_STEP = SAMPLES_PER_FRAME;

@@ -1,0 +1,94 @@
+import { TypedEmitter } from '../core/events.js';
+import { TimeoutError } from '../core/errors.js';
+import type { SrfDialog, SrfResponse } from './srf-types.js';
+
+/** A re-INVITE: answer it with our SDP, or reject it. */
+export interface ReInvite {
+  /** The new offer; empty for an offerless re-INVITE (then our SDP is the offer and the ACK brings the answer). */
+  readonly sdp: string;
+  accept(localSdp: string): void;
+  reject(status: number, warning?: string): void;
+}
+
+export interface DialogEnded {
+  /** 'remote' when the far end sent BYE (or drachtio-server did, after an ACK timeout). */
+  by: 'remote';
+  reason: string;
+}
+
+export interface SipDialogEvents extends Record<string, unknown[]> {
+  ended: [DialogEnded];
+  reinvite: [ReInvite];
+  /** ACK for our 2xx; `sdp` is the answer when our 2xx carried the offer (late offer). */
+  ack: [sdp: string];
+}
+
+/** How long we wait for the BYE's response before treating the dialog as gone anyway. */
+const BYE_TIMEOUT_MS = 5000;
+
+/** An established INVITE dialog. */
+export class SipDialog extends TypedEmitter<SipDialogEvents> {
+  readonly #dialog: SrfDialog;
+  readonly #userAgent: string;
+  #ended = false;
+
+  constructor(dialog: SrfDialog, userAgent: string) {
+    super();
+    this.#dialog = dialog;
+    this.#userAgent = userAgent;
+    dialog.on('destroy', (_req, reason) => {
+      if (this.#ended) return;
+      this.#ended = true;
+      this.safeEmit('ended', { by: 'remote', reason: reason ?? 'normal release' });
+    });
+    dialog.on('ack', (req) => this.safeEmit('ack', req.body ?? ''));
+    dialog.on('modify', (req, res) => this.safeEmit('reinvite', this.#reinvite(req.body ?? '', res)));
+    // Out-of-scope in-dialog requests get a plain 200 from srf; INFO DTMF is handled by a later stage.
+  }
+
+  get id(): string {
+    return this.#dialog.id;
+  }
+
+  get callId(): string {
+    return this.#dialog.sip.callId;
+  }
+
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  /** Sends BYE (with an optional RFC 3326 Reason header). Resolves even if the far end never answers. */
+  async hangUp(reason?: string): Promise<void> {
+    if (this.#ended) return;
+    this.#ended = true;
+    const headers: Record<string, string> = { 'User-Agent': this.#userAgent };
+    if (reason !== undefined) headers.Reason = reason;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        this.#dialog.destroy({ headers }),
+        new Promise((_, reject) => {
+          timer = setTimeout(() => reject(new TimeoutError('BYE not answered')), BYE_TIMEOUT_MS);
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  #reinvite(sdp: string, res: SrfResponse): ReInvite {
+    return {
+      sdp,
+      accept: (localSdp) => {
+        res.send(200, {
+          body: localSdp,
+          headers: { 'Content-Type': 'application/sdp', Contact: this.#dialog.local.contact, 'User-Agent': this.#userAgent },
+        });
+      },
+      reject: (status, warning) => {
+        res.send(status, { headers: warning === undefined ? {} : { Warning: warning } });
+      },
+    };
+  }
+}
