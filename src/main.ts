@@ -1,5 +1,7 @@
 #!/usr/bin/env node
+import { realpathSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { loadConfig } from './config/load.js';
 import { ConfigError, type Config } from './config/config.js';
@@ -141,5 +143,6 @@ function main(): void {
   });
 }
 
-// Run only when executed directly (tests import startVoxgate).
-if (process.argv[1] !== undefined && import.meta.url === new URL(`file://${process.argv[1]}`).href) main();
+// Run only when executed directly (tests import startVoxgate); realpath so npm's bin symlink counts.
+const entry = process.argv[1];
+if (entry !== undefined && realpathSync(entry) === fileURLToPath(import.meta.url)) main();

@@ -37,6 +37,11 @@ const MAX_DROPPED_RESPONSES = 16;
 /** Largest frame accepted from the server (audio deltas are a few hundred KB at most). */
 const MAX_FRAME_BYTES = 16 * 1024 * 1024;
 
+function rawText(data: WebSocket.RawData): string {
+  if (Buffer.isBuffer(data)) return data.toString('utf8');
+  return Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data).toString('utf8');
+}
+
 class OpenAIRealtimeSession extends TypedEmitter<RealtimeEvents> implements RealtimeSession {
   readonly provider = 'openai';
   readonly capabilities: RealtimeCapabilities = { truncate: true, toolCalls: true, serverVad: true, g711Passthrough: true };
@@ -90,8 +95,7 @@ class OpenAIRealtimeSession extends TypedEmitter<RealtimeEvents> implements Real
   }
 
   #onMessage(data: WebSocket.RawData, isBinary: boolean): void {
-    const text = Buffer.isBuffer(data) ? data.toString('utf8') : Buffer.concat(Array.isArray(data) ? data : [Buffer.from(data)]).toString('utf8');
-    const decoded = decodeServerEvent(text);
+    const decoded = decodeServerEvent(rawText(data));
     if (decoded.kind === 'invalid') {
       this.#log.warn({ problem: decoded.problem, binary: isBinary }, 'openai sent a malformed event; ignored');
       return;
@@ -210,7 +214,7 @@ export class OpenAIRealtimeProvider implements RealtimeProvider {
       const onError = (error: Error): void => fail(new ProviderError(`cannot reach provider: ${errorMessage(error)}`, 'unreachable', { cause: error }));
       const onClose = (code: number): void => fail(new ProviderError(`provider closed the connection during setup (${code})`, 'closed'));
       const onMessage = (data: WebSocket.RawData): void => {
-        const decoded = decodeServerEvent(data.toString());
+        const decoded = decodeServerEvent(rawText(data));
         if (decoded.kind !== 'event') return;
         const event = decoded.event;
         if (event.type === 'session.created' && !sentUpdate) {
