@@ -6,7 +6,7 @@ import type { MediaClock } from './media-clock.js';
 import { OutboundAudio, type OutboundStats } from './outbound-audio.js';
 import type { PortLease } from './port-pool.js';
 import { RtpEndpoint, type RtpStats } from './rtp-endpoint.js';
-import { remoteIsSilent, type NegotiatedMedia } from './sdp.js';
+import { isUnspecifiedAddress, remoteIsSilent, type NegotiatedMedia } from './sdp.js';
 
 export interface MediaSessionStats {
   rtp: RtpStats;
@@ -116,7 +116,9 @@ export class MediaSession {
 
   #applyDirection(): void {
     // We send unless our own direction (the mirror of the remote's) forbids it.
-    const weSend = this.#media.localDirection === 'sendrecv' || this.#media.localDirection === 'sendonly';
+    const weSend =
+      (this.#media.localDirection === 'sendrecv' || this.#media.localDirection === 'sendonly') &&
+      !isUnspecifiedAddress(this.#media.remoteAddress);
     this.outbound.setPaused(!weSend);
     const hold = this.remoteOnHold;
     if (hold && this.#timeoutPausedSince === undefined) this.#timeoutPausedSince = this.#clock.now();

@@ -71,6 +71,7 @@ export class OutboundAudio implements Paced {
 
   /** Queues audio; beyond the bound the excess is dropped and counted. */
   enqueue(data: Uint8Array, tag: string): void {
+    if (this.#paused || data.length === 0) return; // on hold the caller cannot hear it: never replay it later
     const room = this.#maxQueueBytes - this.#queuedBytes;
     if (room <= 0) {
       this.stats.overflowBytes += data.length;

@@ -33,7 +33,10 @@ export interface RemoteMedia {
 }
 
 const RTP_HEADER_BYTES = 12;
-const MAX_PAYLOAD_BYTES = 1024;
+/** Largest payload we send: G.711 20 ms is 160 bytes; DTMF events are 4. */
+const MAX_PAYLOAD_BYTES = 320;
+/** Packets in flight before a send buffer is reused; far above the pacer's 3-packet catch-up burst. */
+const SEND_RING_SIZE = 16;
 
 /**
  * One call's RTP socket: parses and validates incoming packets, latches to the sender's real address
@@ -55,10 +58,10 @@ export class RtpEndpoint extends TypedEmitter<RtpEndpointEvents> {
   #latched = false;
   #sequence = randomInt(0, 0x10000);
   #closed = false;
-  // One reusable outgoing packet and buffer: no allocation per packet sent.
-  readonly #out = new RtpPacket();
-  readonly #outBuffer = new ArrayBuffer(RTP_HEADER_BYTES + MAX_PAYLOAD_BYTES);
-  readonly #outBytes = new Uint8Array(this.#outBuffer);
+  // A small ring of pre-serialized packets: dgram.send() reads its buffer asynchronously, so a buffer
+  // may only be reused once several later packets have gone out. No allocation per packet sent.
+  readonly #ring: { packet: RtpPacket; bytes: Uint8Array }[] = [];
+  #ringIndex = 0;
 
   constructor(socket: Socket, remote: RemoteMedia, log: Logger, now: () => number) {
     super((error, event) => log.error({ err: error, event }, 'rtp listener threw'));
@@ -68,9 +71,14 @@ export class RtpEndpoint extends TypedEmitter<RtpEndpointEvents> {
     this.#remote = remote;
     this.#sendAddress = remote.address;
     this.#sendPort = remote.port;
-    this.#out.setSsrc(this.ssrc);
-    // Serialize once into our buffer; later fixed-header setters write straight into it (rtp.js model).
-    this.#out.serialize(this.#outBuffer, 0);
+    for (let i = 0; i < SEND_RING_SIZE; i++) {
+      const buffer = new ArrayBuffer(RTP_HEADER_BYTES + MAX_PAYLOAD_BYTES);
+      const packet = new RtpPacket();
+      packet.setSsrc(this.ssrc);
+      // Serialize once; later fixed-header setters write straight into this buffer (rtp.js model).
+      packet.serialize(buffer, 0);
+      this.#ring.push({ packet, bytes: new Uint8Array(buffer) });
+    }
     socket.on('message', this.#onMessage);
     socket.on('error', this.#onSocketError);
   }
@@ -94,16 +102,18 @@ export class RtpEndpoint extends TypedEmitter<RtpEndpointEvents> {
   /** Sends one RTP packet; the sequence number advances by one per packet for the whole call. */
   send(payloadType: number, payload: Uint8Array, timestamp: number, marker: boolean): void {
     if (this.#closed || payload.length > MAX_PAYLOAD_BYTES) return;
-    const packet = this.#out;
+    const slot = this.#ring[this.#ringIndex]!;
+    this.#ringIndex = (this.#ringIndex + 1) % SEND_RING_SIZE;
+    const packet = slot.packet;
     packet.setPayloadType(payloadType);
     packet.setSequenceNumber(this.#sequence);
     packet.setTimestamp(timestamp >>> 0);
     packet.setMarker(marker);
     this.#sequence = (this.#sequence + 1) & 0xffff;
     // The header has no CSRC/extension, so the payload always starts at byte 12.
-    this.#outBytes.set(payload, RTP_HEADER_BYTES);
+    slot.bytes.set(payload, RTP_HEADER_BYTES);
     const length = RTP_HEADER_BYTES + payload.length;
-    this.#socket.send(this.#outBytes, 0, length, this.#sendPort, this.#sendAddress);
+    this.#socket.send(slot.bytes, 0, length, this.#sendPort, this.#sendAddress);
     this.stats.packetsSent++;
     this.stats.bytesSent += length;
   }
@@ -121,8 +131,16 @@ export class RtpEndpoint extends TypedEmitter<RtpEndpointEvents> {
   };
 
   readonly #onMessage = (message: Buffer, rinfo: RemoteInfo): void => {
+    // rtp.js reads the first bytes before checking length: runts must never reach it (remote crash).
+    if (message.byteLength < RTP_HEADER_BYTES) {
+      this.stats.malformed++;
+      return;
+    }
     const view = new DataView(message.buffer, message.byteOffset, message.byteLength);
-    if (isRtcp(view)) return; // RTCP arrives on port+1 unless rtcp-mux; handled by the RTCP stage
+    if (isRtcp(view)) {
+      this.stats.ignored++; // RTCP belongs on port+1 unless rtcp-mux is negotiated
+      return;
+    }
     if (!isRtp(view)) {
       this.stats.malformed++;
       return;

@@ -32,6 +32,12 @@ export interface NegotiatedMedia {
   remoteDirection: Direction;
   /** Our direction in the answer (RFC 3264 §6.1 mirror of the remote's). */
   localDirection: Direction;
+  /**
+   * Every m= line of the offer, in order, and which one is the audio we use: an answer must have one
+   * m= line per offered stream, refused ones with port 0 (RFC 3264 §6).
+   */
+  offeredStreams: { type: string; protocol: string; format: string }[];
+  audioIndex: number;
 }
 
 export interface LocalMediaParams {
@@ -103,7 +109,8 @@ function connectionAddress(media: MediaDescription, session: SessionDescription)
  */
 export function selectMedia(remoteSdp: string, preference: readonly G711Codec[]): NegotiatedMedia {
   const sdp = parseSdp(remoteSdp);
-  const audio = sdp.media.find((m) => m.type === 'audio' && m.port !== 0 && /^RTP\/AVP$/i.test(m.protocol));
+  const audioIndex = sdp.media.findIndex((m) => m.type === 'audio' && m.port !== 0 && /^RTP\/AVP$/i.test(m.protocol));
+  const audio = sdp.media[audioIndex];
   if (!audio) {
     const secure = sdp.media.some((m) => m.type === 'audio' && /SAVP/i.test(m.protocol));
     throw new SdpNegotiationError(
@@ -137,18 +144,31 @@ export function selectMedia(remoteSdp: string, preference: readonly G711Codec[])
     remotePort: audio.port,
     remoteDirection,
     localDirection: MIRROR[remoteDirection],
+    offeredStreams: sdp.media.map((m) => ({
+      type: m.type,
+      protocol: m.protocol,
+      format: String(m.payloads ?? '').split(/\s+/)[0] ?? '0',
+    })),
+    audioIndex,
   };
+}
+
+/** RFC 2543-style hold puts an unspecified address in c=: nothing may be sent there. */
+export function isUnspecifiedAddress(address: string): boolean {
+  return address === '0.0.0.0' || address === '::';
 }
 
 /** True when the remote is not sending to us (hold): media-timeouts must pause. */
 export function remoteIsSilent(media: NegotiatedMedia): boolean {
-  return media.remoteDirection === 'sendonly' || media.remoteDirection === 'inactive' || media.remoteAddress === '0.0.0.0';
+  return media.remoteDirection === 'sendonly' || media.remoteDirection === 'inactive' || isUnspecifiedAddress(media.remoteAddress);
 }
 
 interface AudioLine {
   codecs: { name: G711Codec; payloadType: number }[];
   telephoneEventPayloadType: number | undefined;
   direction: Direction;
+  /** For an answer: the offer's streams; all but `audioIndex` are refused with port 0. */
+  streams?: { offered: NegotiatedMedia['offeredStreams']; audioIndex: number };
 }
 
 function buildSdp(local: LocalMediaParams, line: AudioLine): string {
@@ -174,19 +194,25 @@ function buildSdp(local: LocalMediaParams, line: AudioLine): string {
     name: local.userAgent,
     connection: { version: family, ip: local.address },
     timing: { start: 0, stop: 0 },
-    media: [
-      {
-        type: 'audio',
-        port: local.port,
-        protocol: 'RTP/AVP',
-        payloads: payloads.join(' '),
-        rtp,
-        fmtp,
-        ptime: FRAME_MS,
-        direction: line.direction,
-      },
-    ],
+    media: [],
   };
+  const audio: MediaDescription = {
+    type: 'audio',
+    port: local.port,
+    protocol: 'RTP/AVP',
+    payloads: payloads.join(' '),
+    rtp,
+    fmtp,
+    ptime: FRAME_MS,
+    direction: line.direction,
+  };
+  if (line.streams === undefined) {
+    sdp.media.push(audio);
+  } else {
+    line.streams.offered.forEach((stream, index) => {
+      sdp.media.push(index === line.streams!.audioIndex ? audio : { type: stream.type, port: 0, protocol: stream.protocol, payloads: stream.format, rtp: [], fmtp: [] });
+    });
+  }
   return write(sdp);
 }
 
@@ -196,6 +222,7 @@ export function buildAnswer(local: LocalMediaParams, media: NegotiatedMedia): st
     codecs: [{ name: media.codec, payloadType: media.payloadType }],
     telephoneEventPayloadType: media.telephoneEventPayloadType,
     direction: media.localDirection,
+    streams: { offered: media.offeredStreams, audioIndex: media.audioIndex },
   });
 }
 

@@ -129,8 +129,9 @@ export async function startDrachtio(options: DrachtioOptions = {}): Promise<Drac
   const dir = artifactsDir('drachtio');
   const configFile = path.join(dir, 'drachtio.conf.xml');
   writeFileSync(configFile, configXml(sipPort, adminPort, secret));
+  // prettier-ignore
   const args = [
-    '-f', configFile,
+    '-f', configFile, // private config: never /etc/drachtio.conf.xml
     '--contact', `sip:127.0.0.1:${sipPort};transport=udp,tcp`,
     '--address', '127.0.0.1',
     '--port', String(adminPort),
@@ -142,7 +143,12 @@ export async function startDrachtio(options: DrachtioOptions = {}): Promise<Drac
   ];
   // Only the variables drachtio needs: nothing from the developer's DRACHTIO_* environment leaks in.
   const env: NodeJS.ProcessEnv = { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: dir };
-  const proc = spawnManaged(bin, args, { name: `drachtio:${sipPort}`, env, cwd: dir, killGraceMs: DRACHTIO_STOP_GRACE_MS });
+  const proc = spawnManaged(bin, args, {
+    name: `drachtio:${sipPort}`,
+    env,
+    cwd: dir,
+    killGraceMs: DRACHTIO_STOP_GRACE_MS,
+  });
 
   const deadline = Date.now() + DRACHTIO_START_TIMEOUT_MS;
   let adminUp = false;

@@ -92,7 +92,14 @@ function onesComplementSum(buf: Buffer, initial = 0): number {
 }
 
 /** An Ethernet/IPv4/UDP frame around `payload`, with valid IPv4 and UDP checksums. */
-export function buildUdpFrame(srcIp: string, dstIp: string, srcPort: number, dstPort: number, payload: Buffer, ipId = 0): Buffer {
+export function buildUdpFrame(
+  srcIp: string,
+  dstIp: string,
+  srcPort: number,
+  dstPort: number,
+  payload: Buffer,
+  ipId = 0,
+): Buffer {
   const src = ipv4Bytes(srcIp);
   const dst = ipv4Bytes(dstIp);
   const udpLen = UDP_HEADER_LEN + payload.length;
@@ -128,7 +135,11 @@ export function buildUdpFrame(srcIp: string, dstIp: string, srcPort: number, dst
 }
 
 /** Write RTP packets as an Ethernet (DLT 1) pcap, one packet per ptime unless `atMs` says otherwise. */
-export function writeRtpPcap(path: string, packets: readonly RtpPacketSpec[], options: WriteRtpPcapOptions): void {
+export function writeRtpPcap(
+  path: string,
+  packets: readonly RtpPacketSpec[],
+  options: WriteRtpPcapOptions,
+): void {
   const ptimeMs = options.ptimeMs ?? DEFAULT_PTIME_MS;
   const srcIp = options.srcIp ?? '127.0.0.1';
   const dstIp = options.dstIp ?? '127.0.0.1';
@@ -144,7 +155,14 @@ export function writeRtpPcap(path: string, packets: readonly RtpPacketSpec[], op
   header.writeUInt32LE(LINKTYPE_ETHERNET, 20);
   chunks.push(header);
   packets.forEach((packet, index) => {
-    const frame = buildUdpFrame(srcIp, dstIp, options.srcPort, options.dstPort, buildRtpPacket(packet), index);
+    const frame = buildUdpFrame(
+      srcIp,
+      dstIp,
+      options.srcPort,
+      options.dstPort,
+      buildRtpPacket(packet),
+      index,
+    );
     const tUs = startUs + Math.round((packet.atMs ?? index * ptimeMs) * 1000);
     const record = Buffer.alloc(RECORD_HEADER_LEN);
     record.writeUInt32LE(Math.floor(tUs / 1e6), 0);
@@ -163,7 +181,11 @@ function formatIpv6(bytes: Buffer): string {
 }
 
 /** Decode one link-layer frame down to its UDP payload; undefined for anything that is not UDP. */
-function decodeFrame(linkType: number, frame: Buffer, littleEndianFile: boolean): Omit<PcapUdpPacket, 'ts'> | undefined {
+function decodeFrame(
+  linkType: number,
+  frame: Buffer,
+  littleEndianFile: boolean,
+): Omit<PcapUdpPacket, 'ts'> | undefined {
   let offset: number;
   let etherType: number | undefined;
   switch (linkType) {
@@ -191,7 +213,8 @@ function decodeFrame(linkType: number, frame: Buffer, littleEndianFile: boolean)
       if (frame.length < 4) return undefined;
       // Address family in the capturing host's byte order, which is the file's byte order.
       const family = littleEndianFile ? frame.readUInt32LE(0) : frame.readUInt32BE(0);
-      etherType = family === 2 ? ETHERTYPE_IPV4 : [10, 24, 28, 30].includes(family) ? ETHERTYPE_IPV6 : undefined;
+      etherType =
+        family === 2 ? ETHERTYPE_IPV4 : [10, 24, 28, 30].includes(family) ? ETHERTYPE_IPV6 : undefined;
       offset = 4;
       break;
     }

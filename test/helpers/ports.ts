@@ -79,5 +79,7 @@ export async function freeEvenUdpPortRange(count: number): Promise<number> {
     await Promise.all(held.map(closeUdp));
     if (ok) return base;
   }
-  throw new Error(`freeEvenUdpPortRange: no free run of ${count} UDP ports found after ${MAX_RANGE_ATTEMPTS} attempts`);
+  throw new Error(
+    `freeEvenUdpPortRange: no free run of ${count} UDP ports found after ${MAX_RANGE_ATTEMPTS} attempts`,
+  );
 }

@@ -103,7 +103,11 @@ function matches(matcher: LineMatcher, line: string): boolean {
   return matcher.test(line);
 }
 
-export function spawnManaged(cmd: string, args: readonly string[], options: SpawnManagedOptions): ManagedProcess {
+export function spawnManaged(
+  cmd: string,
+  args: readonly string[],
+  options: SpawnManagedOptions,
+): ManagedProcess {
   installExitHook();
   const { name } = options;
   const graceDefault = options.killGraceMs ?? KILL_GRACE_MS;

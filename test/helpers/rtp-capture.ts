@@ -56,7 +56,11 @@ export function dumpcapUsable(): boolean {
   const bin = findDumpcap();
   if (!bin) return false;
   try {
-    const out = execFileSync(bin, ['-D'], { encoding: 'utf8', timeout: 10_000, stdio: ['ignore', 'pipe', 'pipe'] });
+    const out = execFileSync(bin, ['-D'], {
+      encoding: 'utf8',
+      timeout: 10_000,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     return /\blo\b/.test(out);
   } catch {
     return false;
@@ -75,7 +79,8 @@ export async function startCapture(options: CaptureOptions): Promise<Capture> {
   }
   if (options.udpPorts.length === 0) throw new RangeError('startCapture: udpPorts must not be empty');
   for (const port of options.udpPorts) {
-    if (!Number.isInteger(port) || port <= 0 || port > 65_535) throw new RangeError(`startCapture: bad port ${port}`);
+    if (!Number.isInteger(port) || port <= 0 || port > 65_535)
+      throw new RangeError(`startCapture: bad port ${port}`);
   }
   const file = options.file ?? path.join(artifactsDir('capture'), 'rtp.pcap');
   const filter = `udp and (${options.udpPorts.map((p) => `port ${p}`).join(' or ')})`;
@@ -117,7 +122,8 @@ export function isRtp(payload: Buffer): boolean {
 
 /** Parse an RTP packet by hand (RFC 3550 §5.1): fixed header, CSRC list, header extension, padding. */
 export function parseRtp(packet: Buffer): ParsedRtp {
-  if (packet.length < 12) throw new RangeError(`parseRtp: ${packet.length} bytes is shorter than an RTP header`);
+  if (packet.length < 12)
+    throw new RangeError(`parseRtp: ${packet.length} bytes is shorter than an RTP header`);
   const b0 = packet[0]!;
   const b1 = packet[1]!;
   const version = b0 >> 6;
@@ -143,7 +149,8 @@ export function parseRtp(packet: Buffer): ParsedRtp {
   let end = packet.length;
   if (padding) {
     const padLen = packet[packet.length - 1]!;
-    if (padLen === 0 || offset + padLen > packet.length) throw new RangeError(`parseRtp: bad padding length ${padLen}`);
+    if (padLen === 0 || offset + padLen > packet.length)
+      throw new RangeError(`parseRtp: bad padding length ${padLen}`);
     end -= padLen;
   }
   const parsed: ParsedRtp = {

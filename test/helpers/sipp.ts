@@ -9,6 +9,9 @@
 //   `<pause variable="...">`.
 // - SIPp binds its media sockets on -mp AND -mp+2, and a UDP control socket (default 0.0.0.0:8888):
 //   we pin it to 127.0.0.1 with -ci/-cp.
+// - A message that matches an optional <recv> but arrives during a <pause> stalls the call for good;
+//   scenarios that expect that (uac-cancel) ask for -pause_msg_ign with a `<!-- sipp-args: ... -->`
+//   comment, which runSipp() honours.
 // - play_pcap_audio sends over a raw socket (root or CAP_NET_RAW) from [media_ip]:[media_port] (= -mp)
 //   to the c=/m=audio address of the last SDP received; ports are rebased on the lowest destination
 //   port found in the pcap.
@@ -75,6 +78,15 @@ export function resolveScenario(scenario: string): string {
   return path.join(SCENARIO_DIR, name);
 }
 
+/** Extra SIPp flags a scenario asks for in a `<!-- sipp-args: -flag ... -->` comment. */
+export function scenarioDeclaredArgs(xml: string): string[] {
+  const args: string[] = [];
+  for (const match of xml.matchAll(/<!--\s*sipp-args:([^]*?)-->/g)) {
+    args.push(...(match[1] ?? '').trim().split(/\s+/).filter(Boolean));
+  }
+  return args;
+}
+
 function readIfExists(file: string): string {
   return existsSync(file) ? readFileSync(file, 'utf8') : '';
 }
@@ -98,8 +110,10 @@ export async function runSipp(options: RunSippOptions): Promise<SippResult> {
   const screenFile = path.join(dir, 'screen.log');
   const logFile = path.join(dir, 'actions.log');
 
+  const scenarioArgs = scenarioDeclaredArgs(readFileSync(scenarioFile, 'utf8'));
   const keyArgs = Object.entries(options.keys ?? {}).flatMap(([k, v]) => ['-key', k, v]);
   const setArgs = Object.entries(options.vars ?? {}).flatMap(([k, v]) => ['-set', k, v]);
+  // prettier-ignore
   const args = [
     options.target,
     ...keyArgs, // before -sf: keys are resolved while the scenario is parsed
@@ -123,6 +137,7 @@ export async function runSipp(options: RunSippOptions): Promise<SippResult> {
     '-trace_msg', '-message_file', messageFile,
     '-trace_screen', '-screen_file', screenFile,
     '-trace_logs', '-log_file', logFile,
+    ...scenarioArgs,
     ...(options.extraArgs ?? []),
   ];
   const proc = spawnManaged(bin, args, {
@@ -190,7 +205,13 @@ export function parseSippMessages(messages: string): TracedSipMessage[] {
     const text = block.slice(header[0].length).replace(/\n+$/, '\n');
     const startLine = (text.split(/\r?\n/, 1)[0] ?? '').trim();
     const sep = text.search(/\r?\n\r?\n/);
-    const body = sep === -1 ? '' : text.slice(sep).replace(/^\r?\n\r?\n/, '').replace(/\s+$/, '');
+    const body =
+      sep === -1
+        ? ''
+        : text
+            .slice(sep)
+            .replace(/^\r?\n\r?\n/, '')
+            .replace(/\s+$/, '');
     out.push({ direction: header[1] === 'sent' ? 'sent' : 'received', time, startLine, text, body });
   }
   return out;

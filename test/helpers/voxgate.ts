@@ -49,7 +49,11 @@ export interface Voxgate {
 
 /** DRACHTIO_* variables pointing voxgate at a test drachtio-server. */
 export function drachtioEnv(server: Pick<DrachtioServer, 'adminPort' | 'secret'>): Record<string, string> {
-  return { DRACHTIO_HOST: '127.0.0.1', DRACHTIO_PORT: String(server.adminPort), DRACHTIO_SECRET: server.secret };
+  return {
+    DRACHTIO_HOST: '127.0.0.1',
+    DRACHTIO_PORT: String(server.adminPort),
+    DRACHTIO_SECRET: server.secret,
+  };
 }
 
 /** Predicate: record whose `msg` equals (string) or matches (RegExp) the given message. */
@@ -73,7 +77,10 @@ function parseLogLine(line: string): LogRecord | undefined {
   return undefined;
 }
 
-export async function startVoxgate(env: Record<string, string>, options: StartVoxgateOptions = {}): Promise<Voxgate> {
+export async function startVoxgate(
+  env: Record<string, string>,
+  options: StartVoxgateOptions = {},
+): Promise<Voxgate> {
   const childEnv: NodeJS.ProcessEnv = {
     PATH: process.env['PATH'] ?? '/usr/bin:/bin',
     HOME: process.env['HOME'] ?? REPO_ROOT,
@@ -129,7 +136,11 @@ export async function startVoxgate(env: Record<string, string>, options: StartVo
       void proc.exited.then((exit) => {
         if (settled) return;
         finish();
-        reject(new Error(`voxgate exited (${JSON.stringify(exit)}) before a matching log record\n${describeTail()}`));
+        reject(
+          new Error(
+            `voxgate exited (${JSON.stringify(exit)}) before a matching log record\n${describeTail()}`,
+          ),
+        );
       });
     });
   };
