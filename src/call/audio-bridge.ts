@@ -63,14 +63,20 @@ export class AudioBridge {
   bargeIn(): void {
     if (this.#stopped) return;
     const outbound = this.#media.outbound;
-    const droppedBytes = outbound.flush();
-    const itemId = outbound.playingTag;
+    const dropped = outbound.flush();
+    const playing = outbound.playingTag;
     const streaming = this.#clock.now() - this.#lastAgentAudioAt < STREAMING_WINDOW_MS;
-    if (itemId === undefined || (droppedBytes === 0 && !streaming)) return;
+    // Items the caller did not hear in full: the one playing (if cut or still streaming) and every
+    // queued one, which was heard for 0 ms.
+    const cut = new Set(dropped.tags);
+    if (playing !== undefined && (dropped.bytes > 0 || streaming)) cut.add(playing);
+    if (cut.size === 0) return;
     this.stats.bargeIns++;
-    const playedMs = Math.floor(g711Ms(outbound.sentBytesOf(itemId)));
-    this.#log.debug({ itemId, playedMs, droppedMs: g711Ms(droppedBytes) }, 'barge-in: playback flushed');
-    if (this.#ai.capabilities.truncate) this.#ai.truncate(itemId, playedMs);
+    for (const itemId of cut) {
+      const playedMs = Math.floor(g711Ms(outbound.sentBytesOf(itemId)));
+      this.#log.debug({ itemId, playedMs }, 'barge-in: playback flushed');
+      if (this.#ai.capabilities.truncate) this.#ai.truncate(itemId, playedMs);
+    }
   }
 
   stop(): void {

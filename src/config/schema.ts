@@ -2,12 +2,16 @@ import { isIP } from 'node:net';
 import { z } from 'zod';
 
 /** Each entry: the zod type plus a human description of the expected form (used in error lines). */
+/** Decimal integers only: an empty value must not become 0 (which would silently disable a timeout). */
 const int = (min: number, max: number) =>
-  z.coerce
-    .number({ error: 'is not a number' })
-    .int({ error: 'is not an integer' })
-    .min(min, { error: `is below ${min}` })
-    .max(max, { error: `is above ${max}` });
+  z
+    .string()
+    .trim()
+    .min(1, { error: 'is empty' })
+    .regex(/^-?\d+(\.\d+)?$/, { error: 'is not a number' })
+    .regex(/^-?\d+$/, { error: 'is not an integer' })
+    .transform(Number)
+    .pipe(z.number().min(min, { error: `is below ${min}` }).max(max, { error: `is above ${max}` }));
 
 const bool = z
   .string()

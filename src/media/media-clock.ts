@@ -1,9 +1,13 @@
 import type { Clock } from '../core/clock.js';
 import { FRAME_MS } from '../core/audio.js';
 
-/** Something driven by the shared clock; `onTick` gets the current monotonic time. */
+/** Something driven by the shared clock. */
 export interface Paced {
-  onTick(now: number): void;
+  /**
+   * Called once per 20 ms with the slot's *scheduled* monotonic time (not the wake-up time), so that
+   * timer jitter can never make a stream see 19.9 ms where 20 ms were meant and skip a frame.
+   */
+  onTick(slotTime: number): void;
 }
 
 /**
@@ -12,8 +16,11 @@ export interface Paced {
  */
 const PHASES = 4;
 const SLOT_MS = FRAME_MS / PHASES;
-/** After an event-loop stall, replay at most this many missed slots (each stream bounds its own burst). */
-const MAX_SLOTS_PER_WAKEUP = PHASES * 2;
+/**
+ * After an event-loop stall, replay at most one frame's worth of slots, so each stream is ticked at
+ * most once per wake-up and its own catch-up bound (3 frames) is the whole burst.
+ */
+const MAX_SLOTS_PER_WAKEUP = PHASES;
 
 /**
  * The one timer that paces all outbound media. Slot k fires at t0 + k·5 ms, computed from the
@@ -79,7 +86,8 @@ export class MediaClock {
     // Skip slots beyond the replay bound: streams notice the gap themselves and advance their timestamps.
     let slot = Math.max(this.#slot + 1, current - MAX_SLOTS_PER_WAKEUP + 1);
     for (; slot <= current; slot++) {
-      for (const stream of this.#phases[slot % PHASES]!) stream.onTick(now);
+      const slotTime = this.#t0 + slot * SLOT_MS;
+      for (const stream of this.#phases[slot % PHASES]!) stream.onTick(slotTime);
     }
     this.#slot = Math.max(this.#slot, current);
     if (this.#phaseOf.size > 0) this.#schedule();

@@ -83,12 +83,14 @@ export class OutboundAudio implements Paced {
     this.#queuedBytes += accepted.length;
   }
 
-  /** Drops everything queued (barge-in). Returns the bytes dropped. */
-  flush(): number {
-    const dropped = this.#queuedBytes;
+  /** Drops everything queued (barge-in): the bytes dropped and the tags they belonged to, in order. */
+  flush(): { bytes: number; tags: string[] } {
+    const bytes = this.#queuedBytes;
+    const tags: string[] = [];
+    for (const chunk of this.#queue) if (tags[tags.length - 1] !== chunk.tag) tags.push(chunk.tag);
     this.#queue.length = 0;
     this.#queuedBytes = 0;
-    return dropped;
+    return { bytes, tags };
   }
 
   /** Tag of the audio most recently put on the wire (undefined before any). */
@@ -109,9 +111,10 @@ export class OutboundAudio implements Paced {
     else this.#resyncMarker = true;
   }
 
-  onTick(now: number): void {
-    this.#t0 ??= now;
-    const due = Math.floor((now - this.#t0) / FRAME_MS) + 1;
+  onTick(slotTime: number): void {
+    this.#t0 ??= slotTime;
+    // Frames due by now: frame n is due at t0 + n·20 ms (the epsilon absorbs float error in slot times).
+    const due = Math.floor((slotTime - this.#t0) / FRAME_MS + 1e-6) + 1;
     let pending = due - this.#frameIndex;
     if (pending <= 0) return;
     if (pending > MAX_CATCHUP_FRAMES) {

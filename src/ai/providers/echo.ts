@@ -64,7 +64,8 @@ class EchoSession extends TypedEmitter<RealtimeEvents> implements RealtimeSessio
       this.#pendingBytes -= item.data.length;
       this.safeEmit('audio', { data: item.data, itemId: 'echo' });
     }
-    if (!this.#closed) this.#arm();
+    // A listener may have called sendAudio() and armed a timer already; never orphan one.
+    if (!this.#closed && this.#timer === undefined) this.#arm();
   };
 }
 

@@ -156,11 +156,7 @@ describe('EchoProvider', () => {
     session.close();
   });
 
-  // BUG (src/ai/providers/echo.ts #release): when an 'audio' listener calls sendAudio (a loop-back, as a
-  // bridge can do), sendAudio arms a timer because #timer is undefined during #release, then #release
-  // arms another one and overwrites #timer. The first timer is orphaned: close() cannot clear it.
-  // Fix: in #release, arm only `if (!this.#closed && this.#timer === undefined)`.
-  it.fails(
+  it(
     'leaves no timer behind after close() when a listener sent audio from inside an echo',
     async () => {
       const { session } = await connect();

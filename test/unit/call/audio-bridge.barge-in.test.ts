@@ -8,7 +8,7 @@ import type { RealtimeCapabilities, RealtimeEvents, RealtimeSession } from '../.
 import { MediaClock, type Paced } from '../../../src/media/media-clock.js';
 import { MediaSession } from '../../../src/media/media-session.js';
 import { PortPool } from '../../../src/media/port-pool.js';
-import type { NegotiatedMedia } from '../../../src/media/sdp.js';
+import { selectMedia } from '../../../src/media/sdp.js';
 import { AudioBridge, type BridgeCallbacks } from '../../../src/call/audio-bridge.js';
 import { freeEvenUdpPortRange } from '../../helpers/ports.js';
 
@@ -89,6 +89,21 @@ function rtp(payloadType: number, seq: number, timestamp: number, payload: Uint8
   return Buffer.concat([header, payload]);
 }
 
+/** A minimal PCMU-only sendrecv offer from the caller's loopback socket. */
+function callerOffer(port: number): string {
+  return [
+    'v=0',
+    `o=caller 1 1 IN IP4 ${LOOPBACK}`,
+    's=-',
+    `c=IN IP4 ${LOOPBACK}`,
+    't=0 0',
+    `m=audio ${port} RTP/AVP 0`,
+    'a=rtpmap:0 PCMU/8000',
+    'a=sendrecv',
+    '',
+  ].join('\r\n');
+}
+
 function bindCaller(): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const socket = createSocket('udp4');
@@ -136,15 +151,8 @@ async function setup(options: { canTruncate?: boolean } = {}): Promise<Fixture> 
       payload: Buffer.from(msg.subarray(12)),
     });
   });
-  const negotiated: NegotiatedMedia = {
-    codec: 'PCMU',
-    payloadType: 0,
-    telephoneEventPayloadType: undefined,
-    remoteAddress: LOOPBACK,
-    remotePort: caller.address().port,
-    remoteDirection: 'sendrecv',
-    localDirection: 'sendrecv',
-  };
+  // Negotiated from a real offer, so the test follows the NegotiatedMedia shape as sdp.ts evolves.
+  const negotiated = selectMedia(callerOffer(caller.address().port), ['PCMU']);
   const clock = new ManualClock();
   const mediaClock = new ManualMediaClock(clock);
   const media = new MediaSession(lease, negotiated, mediaClock, clock, log);
@@ -266,31 +274,24 @@ describe('AudioBridge: provider to caller', () => {
     bridge.stop();
   });
 
-  // BUG (src/media/rtp-endpoint.ts send(): `this.#socket.send(this.#outBytes, 0, length, ...)`): dgram.send
-  // does not copy the buffer before it returns; the datagram is built on a later tick. Every packet sent
-  // in one synchronous burst (OutboundAudio's catch-up after an event-loop stall, up to 3 frames) is
-  // therefore transmitted with the *last* packet's header and payload: same sequence number, same
-  // timestamp, same audio. The receiver drops them as duplicates and the caught-up audio is lost.
-  // Fix: send a copy (Buffer.from(this.#outBytes.subarray(0, length))), or rotate through a pool of
-  // buffers returned to the pool in the send callback.
-  it.fails(
-    'after an event-loop stall, each catch-up packet carries its own sequence number and audio',
-    async () => {
-      const f = await setup();
-      const audio = agentAudio(4 * FRAME_BYTES, 1);
-      f.ai.fire('audio', { data: audio, itemId: 'item_1' });
-      await f.play(1); // frame 0 out, pacer started
-      f.clock.t += 3 * FRAME_MS; // the loop stalled: three frames are now due at once
-      f.mediaClock.tick(f.clock.t);
-      await f.untilReceived(4);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-      const seqs = f.received.map((r) => r.sequenceNumber);
-      expect(new Set(seqs).size).toBe(seqs.length);
-      expect(f.received.slice(0, 4).map((r) => Array.from(r.payload))).toEqual(
-        [0, 1, 2, 3].map((k) => Array.from(audio.subarray(k * FRAME_BYTES, (k + 1) * FRAME_BYTES))),
-      );
-    },
-  );
+  // Regression: dgram.send() reads its buffer after it returns, so an RtpEndpoint that reused one send
+  // buffer sent every packet of a synchronous burst (the pacer's catch-up after a stall) with the last
+  // packet's header and payload. src/media/rtp-endpoint.ts now rotates through a ring of send buffers.
+  it('after an event-loop stall, each catch-up packet carries its own sequence number and audio', async () => {
+    const f = await setup();
+    const audio = agentAudio(4 * FRAME_BYTES, 1);
+    f.ai.fire('audio', { data: audio, itemId: 'item_1' });
+    await f.play(1); // frame 0 out, pacer started
+    f.clock.t += 3 * FRAME_MS; // the loop stalled: three frames are now due at once
+    f.mediaClock.tick(f.clock.t);
+    await f.untilReceived(4);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const seqs = f.received.map((r) => r.sequenceNumber);
+    expect(new Set(seqs).size).toBe(seqs.length);
+    expect(f.received.slice(0, 4).map((r) => Array.from(r.payload))).toEqual(
+      [0, 1, 2, 3].map((k) => Array.from(audio.subarray(k * FRAME_BYTES, (k + 1) * FRAME_BYTES))),
+    );
+  });
 });
 
 describe('AudioBridge: barge-in', () => {
@@ -359,12 +360,7 @@ describe('AudioBridge: barge-in', () => {
     expect(f.ai.truncates).toEqual([]);
   });
 
-  // BUG (src/call/audio-bridge.ts bargeIn(), `const itemId = outbound.playingTag`): when the flushed audio
-  // belongs to a newer item that had not started playing (item A finished, item B queued), the bridge
-  // truncates A (already fully heard) and leaves B, which the caller never heard, in the model's context.
-  // Fix: have OutboundAudio.flush() report the tags it dropped (or the head chunk's tag) and truncate
-  // each dropped item at sentBytesOf(tag)/8 (0 ms for one that never started).
-  it.fails('truncates a queued item that never started playing at 0 ms', async () => {
+  it('truncates a queued item that never started playing at 0 ms', async () => {
     const f = await setup();
     f.ai.fire('audio', { data: agentAudio(FRAME_BYTES), itemId: 'item_A' });
     await f.play(1); // A fully played

@@ -134,15 +134,15 @@ describe('OutboundAudio pacing', () => {
 });
 
 describe('OutboundAudio barge-in accounting', () => {
-  it('flush() drops queued audio, returns the dropped byte count, and silence follows', () => {
+  it('flush() drops queued audio, returns the dropped bytes and their tags, and silence follows', () => {
     const { stream, sink, tick } = outbound();
     stream.enqueue(bytes(1000), 'r1');
     tick(2);
-    expect(stream.flush()).toBe(1000 - 2 * FRAME_BYTES);
+    expect(stream.flush()).toEqual({ bytes: 1000 - 2 * FRAME_BYTES, tags: ['r1'] });
     expect(stream.queuedMs).toBe(0);
     tick(1);
     expect(isAll(sink.last.payload, SILENCE.PCMU)).toBe(true);
-    expect(stream.flush()).toBe(0);
+    expect(stream.flush()).toEqual({ bytes: 0, tags: [] });
   });
 
   it('sentBytesOf(tag) counts exactly the bytes put on the wire, including a partial last frame', () => {
@@ -163,7 +163,7 @@ describe('OutboundAudio barge-in accounting', () => {
     tick(3);
     const dropped = stream.flush();
     expect(stream.sentBytesOf('r1')).toBe(3 * FRAME_BYTES);
-    expect(stream.sentBytesOf('r1') + dropped).toBe(1000);
+    expect(stream.sentBytesOf('r1') + dropped.bytes).toBe(1000);
     tick(2);
     expect(stream.sentBytesOf('r1')).toBe(3 * FRAME_BYTES);
   });
