@@ -41,7 +41,10 @@ function createProvider(config: Config): RealtimeProvider {
     case 'echo':
       return new EchoProvider(config.ai.echo.delayMs, monotonicClock);
     case 'openai':
-      return new OpenAIRealtimeProvider({ ...config.ai.openai, connectTimeoutMs: config.ai.connectTimeoutMs });
+      return new OpenAIRealtimeProvider({
+        ...config.ai.openai,
+        connectTimeoutMs: config.ai.connectTimeoutMs,
+      });
   }
 }
 
@@ -55,9 +58,16 @@ export interface Voxgate {
 export function startVoxgate(config: Config, log: Logger): Voxgate {
   const publicAddress = resolvePublicAddress(config, log);
   const mediaClock = new MediaClock(monotonicClock);
-  const ports = new PortPool({ bindAddress: config.rtp.bindAddress, min: config.rtp.portMin, max: config.rtp.portMax });
+  const ports = new PortPool({
+    bindAddress: config.rtp.bindAddress,
+    min: config.rtp.portMin,
+    max: config.rtp.portMax,
+  });
   const provider = createProvider(config);
-  const sip = new SipAgent({ ...config.drachtio, userAgent: config.sip.userAgent }, log.child({ component: 'sip' }));
+  const sip = new SipAgent(
+    { ...config.drachtio, userAgent: config.sip.userAgent },
+    log.child({ component: 'sip' }),
+  );
   const calls = new CallManager(
     {
       maxConcurrent: config.calls.maxConcurrent,
@@ -85,7 +95,12 @@ export function startVoxgate(config: Config, log: Logger): Voxgate {
     {
       provider: provider.name,
       drachtio: `${config.drachtio.host}:${config.drachtio.port}`,
-      rtp: { publicAddress, range: `${config.rtp.portMin}-${config.rtp.portMax}`, capacity: ports.capacity, codecs: config.rtp.codecPreference },
+      rtp: {
+        publicAddress,
+        range: `${config.rtp.portMin}-${config.rtp.portMax}`,
+        capacity: ports.capacity,
+        codecs: config.rtp.codecPreference,
+      },
       maxConcurrentCalls: config.calls.maxConcurrent,
     },
     'voxgate starting',
@@ -98,7 +113,10 @@ export function startVoxgate(config: Config, log: Logger): Voxgate {
     calls,
     shutdown: () =>
       (shuttingDown ??= (async () => {
-        log.info({ active: calls.activeCount, graceMs: config.calls.shutdownGraceMs }, 'shutting down: no new calls');
+        log.info(
+          { active: calls.activeCount, graceMs: config.calls.shutdownGraceMs },
+          'shutting down: no new calls',
+        );
         await calls.drain(config.calls.shutdownGraceMs);
         sip.close();
         log.info('shutdown complete');

@@ -34,7 +34,13 @@ export class AudioBridge {
   #lastAgentAudioAt = -Infinity;
   #stopped = false;
 
-  constructor(media: MediaSession, ai: RealtimeSession, callbacks: BridgeCallbacks, clock: Clock, log: Logger) {
+  constructor(
+    media: MediaSession,
+    ai: RealtimeSession,
+    callbacks: BridgeCallbacks,
+    clock: Clock,
+    log: Logger,
+  ) {
     this.#media = media;
     this.#ai = ai;
     this.#log = log;

@@ -59,16 +59,26 @@ export class CallManager extends TypedEmitter<CallManagerEvents> {
   }
 
   handleInvite(invite: InboundInvite): void {
-    const busy = this.#draining ? 'shutting down' : this.#calls.size >= this.#options.maxConcurrent ? 'call limit reached' : undefined;
+    const busy = this.#draining
+      ? 'shutting down'
+      : this.#calls.size >= this.#options.maxConcurrent
+        ? 'call limit reached'
+        : undefined;
     if (busy !== undefined) {
       this.#log.warn({ sipCallId: invite.info.callId, why: busy, active: this.#calls.size }, 'call refused');
-      invite.reject(503, { headers: { 'Retry-After': String(this.#options.busyRetryAfterS), Warning: `399 voxgate "${busy}"` } });
+      invite.reject(503, {
+        headers: { 'Retry-After': String(this.#options.busyRetryAfterS), Warning: `399 voxgate "${busy}"` },
+      });
       return;
     }
     const call = new Call('inbound', invite.info.callId, this.#deps.provider.name, this.#log);
     this.#register(call);
     call.log.info(
-      { source: `${invite.info.sourceAddress}:${invite.info.sourcePort}`, transport: invite.info.transport, pii: { from: invite.info.fromUser, to: invite.info.toUser } },
+      {
+        source: `${invite.info.sourceAddress}:${invite.info.sourcePort}`,
+        transport: invite.info.transport,
+        pii: { from: invite.info.fromUser, to: invite.info.toUser },
+      },
       'call started',
     );
     runInboundCall(invite, call, this.#deps).catch((error: unknown) => {
@@ -102,7 +112,9 @@ export class CallManager extends TypedEmitter<CallManagerEvents> {
     clearTimeout(timer);
     if (outcome === 'timeout') {
       this.#log.warn({ remaining: this.#calls.size }, 'grace period over; hanging up remaining calls');
-      await Promise.all([...this.#calls.values()].map((c) => c.end({ cause: 'shutdown', detail: 'grace period over' })));
+      await Promise.all(
+        [...this.#calls.values()].map((c) => c.end({ cause: 'shutdown', detail: 'grace period over' })),
+      );
     }
   }
 

@@ -126,7 +126,10 @@ export class Call extends TypedEmitter<CallEvents> {
   async #teardown(termination: Termination): Promise<void> {
     this.#termination = termination;
     if (!this.#machine.is('ending', 'ended')) this.transition('ending');
-    const watchdog = setTimeout(() => this.log.error({ cause: termination.cause }, 'call teardown is hanging'), TEARDOWN_WATCHDOG_MS);
+    const watchdog = setTimeout(
+      () => this.log.error({ cause: termination.cause }, 'call teardown is hanging'),
+      TEARDOWN_WATCHDOG_MS,
+    );
     try {
       this.#bridge?.stop();
       const dialog = this.#dialog;
@@ -144,7 +147,14 @@ export class Call extends TypedEmitter<CallEvents> {
       this.transition('ended');
       const summary = this.summary();
       this.log.info(
-        { cause: termination.cause, detail: termination.detail, durationMs: summary.durationMs, media: summary.media, bridge: summary.bridge, pii: { transcript: this.transcript } },
+        {
+          cause: termination.cause,
+          detail: termination.detail,
+          durationMs: summary.durationMs,
+          media: summary.media,
+          bridge: summary.bridge,
+          pii: { transcript: this.transcript },
+        },
         'call ended',
       );
       this.safeEmit('ended', termination);

@@ -42,7 +42,11 @@ const LATE_OFFER_ACK_TIMEOUT_MS = 32_000;
  * reached, so no caller sits in dead air), answer, and start media. Every failure ends the call
  * through call.end(); resources not yet owned by the call are freed here.
  */
-export async function runInboundCall(invite: InboundInvite, call: Call, deps: InboundCallDeps): Promise<void> {
+export async function runInboundCall(
+  invite: InboundInvite,
+  call: Call,
+  deps: InboundCallDeps,
+): Promise<void> {
   const abort = new AbortController();
   invite.onCancel(() => {
     abort.abort();
@@ -131,14 +135,27 @@ export async function runInboundCall(invite: InboundInvite, call: Call, deps: In
     const media = new MediaSession(lease, negotiated, deps.mediaClock, deps.clock, call.log);
     lease = undefined;
     call.attachMedia(media);
-    const bridge = new AudioBridge(media, session, {
-      transcript: (entry) => call.addTranscript(entry),
-      providerLost: (reason) => void call.end({ cause: 'provider-failed', detail: reason }),
-    }, deps.clock, call.log);
+    const bridge = new AudioBridge(
+      media,
+      session,
+      {
+        transcript: (entry) => call.addTranscript(entry),
+        providerLost: (reason) => void call.end({ cause: 'provider-failed', detail: reason }),
+      },
+      deps.clock,
+      call.log,
+    );
     call.attachBridge(bridge);
     dialog.on('reinvite', (reinvite) => handleReinvite(reinvite, dialog, media, local, call));
     call.transition('active');
-    call.log.info({ codec: negotiated.codec, rtpPort: media.port, remote: `${negotiated.remoteAddress}:${negotiated.remotePort}` }, 'call answered');
+    call.log.info(
+      {
+        codec: negotiated.codec,
+        rtpPort: media.port,
+        remote: `${negotiated.remoteAddress}:${negotiated.remotePort}`,
+      },
+      'call answered',
+    );
   } catch (error) {
     if (call.isOver) return; // already ending for its own reason (BYE, CANCEL, provider loss)
     if (error instanceof SdpNegotiationError) {
@@ -156,12 +173,17 @@ export async function runInboundCall(invite: InboundInvite, call: Call, deps: In
 }
 
 function rejectBusy(invite: InboundInvite, deps: InboundCallDeps, why: string): void {
-  invite.reject(503, { headers: { 'Retry-After': String(deps.busyRetryAfterS), Warning: `399 voxgate "${why}"` } });
+  invite.reject(503, {
+    headers: { 'Retry-After': String(deps.busyRetryAfterS), Warning: `399 voxgate "${why}"` },
+  });
 }
 
 function answerFromAck(dialog: SipDialog, codecs: readonly G711Codec[]): Promise<NegotiatedMedia> {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new SdpNegotiationError('no ACK with an SDP answer', 400, '399 voxgate "No answer"')), LATE_OFFER_ACK_TIMEOUT_MS);
+    const timer = setTimeout(
+      () => reject(new SdpNegotiationError('no ACK with an SDP answer', 400, '399 voxgate "No answer"')),
+      LATE_OFFER_ACK_TIMEOUT_MS,
+    );
     dialog.once('ack', (sdp) => {
       clearTimeout(timer);
       try {
@@ -181,7 +203,13 @@ function answerFromAck(dialog: SipDialog, codecs: readonly G711Codec[]): Promise
  * Re-INVITE: follow the media to a new address, answer hold (sendonly → recvonly, inactive → inactive)
  * per RFC 3264, and resume. The codec is fixed for the call; an offer without it gets 488.
  */
-function handleReinvite(reinvite: ReInvite, dialog: SipDialog, media: MediaSession, local: LocalMediaParams, call: Call): void {
+function handleReinvite(
+  reinvite: ReInvite,
+  dialog: SipDialog,
+  media: MediaSession,
+  local: LocalMediaParams,
+  call: Call,
+): void {
   local.sessionVersion++;
   if (reinvite.sdp.trim() === '') {
     // Offerless re-INVITE: we offer, the ACK answers.
@@ -207,5 +235,8 @@ function handleReinvite(reinvite: ReInvite, dialog: SipDialog, media: MediaSessi
   }
   media.update(next);
   reinvite.accept(buildAnswer(local, next));
-  call.log.info({ remoteDirection: next.remoteDirection, remote: `${next.remoteAddress}:${next.remotePort}` }, 'media updated by re-INVITE');
+  call.log.info(
+    { remoteDirection: next.remoteDirection, remote: `${next.remoteAddress}:${next.remotePort}` },
+    'media updated by re-INVITE',
+  );
 }

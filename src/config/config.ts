@@ -41,7 +41,9 @@ export class ConfigError extends Error {
     readonly expected: string,
     shownValue: string | undefined,
   ) {
-    super(`config error: ${key}${shownValue === undefined ? '' : `=${shownValue}`} ${problem}; expected ${expected}`);
+    super(
+      `config error: ${key}${shownValue === undefined ? '' : `=${shownValue}`} ${problem}; expected ${expected}`,
+    );
   }
 }
 
@@ -59,7 +61,10 @@ function show(key: string, value: string | undefined): string | undefined {
  */
 export function parseConfig(source: Readonly<Record<string, string | undefined>>): Config {
   const raw: Partial<Record<ConfigKey, unknown>> = {};
-  for (const [key, field] of Object.entries(configFields) as [ConfigKey, (typeof configFields)[ConfigKey]][]) {
+  for (const [key, field] of Object.entries(configFields) as [
+    ConfigKey,
+    (typeof configFields)[ConfigKey],
+  ][]) {
     const value = source[key];
     if (value === undefined) throw new ConfigError(key, 'is missing', field.expected, undefined);
     const result = field.schema.safeParse(value);
@@ -72,13 +77,28 @@ export function parseConfig(source: Readonly<Record<string, string | undefined>>
   const r = raw as Raw;
 
   if (r.RTP_PORT_MIN % 2 !== 0) {
-    throw new ConfigError('RTP_PORT_MIN', 'is odd', 'an even UDP port (RTP uses even ports)', show('RTP_PORT_MIN', source.RTP_PORT_MIN));
+    throw new ConfigError(
+      'RTP_PORT_MIN',
+      'is odd',
+      'an even UDP port (RTP uses even ports)',
+      show('RTP_PORT_MIN', source.RTP_PORT_MIN),
+    );
   }
   if (r.RTP_PORT_MAX <= r.RTP_PORT_MIN) {
-    throw new ConfigError('RTP_PORT_MAX', `is not above RTP_PORT_MIN (${r.RTP_PORT_MIN})`, 'a port above RTP_PORT_MIN', show('RTP_PORT_MAX', source.RTP_PORT_MAX));
+    throw new ConfigError(
+      'RTP_PORT_MAX',
+      `is not above RTP_PORT_MIN (${r.RTP_PORT_MIN})`,
+      'a port above RTP_PORT_MIN',
+      show('RTP_PORT_MAX', source.RTP_PORT_MAX),
+    );
   }
   if (r.AI_PROVIDER === 'openai' && r.OPENAI_API_KEY === '') {
-    throw new ConfigError('OPENAI_API_KEY', 'is empty', 'an OpenAI API key (required when AI_PROVIDER=openai)', undefined);
+    throw new ConfigError(
+      'OPENAI_API_KEY',
+      'is empty',
+      'an OpenAI API key (required when AI_PROVIDER=openai)',
+      undefined,
+    );
   }
 
   return {

@@ -5,7 +5,13 @@ import { parse as parseDotenv } from 'dotenv';
 import { parseConfig, type Config } from './config.js';
 
 /** config/default.env, found relative to this module in both src/ (tsx) and dist/ (built) layouts. */
-export const DEFAULTS_FILE = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'config', 'default.env');
+export const DEFAULTS_FILE = join(
+  dirname(fileURLToPath(import.meta.url)),
+  '..',
+  '..',
+  'config',
+  'default.env',
+);
 
 export interface LoadOptions {
   env?: NodeJS.ProcessEnv;

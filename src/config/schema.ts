@@ -11,7 +11,12 @@ const int = (min: number, max: number) =>
     .regex(/^-?\d+(\.\d+)?$/, { error: 'is not a number' })
     .regex(/^-?\d+$/, { error: 'is not an integer' })
     .transform(Number)
-    .pipe(z.number().min(min, { error: `is below ${min}` }).max(max, { error: `is above ${max}` }));
+    .pipe(
+      z
+        .number()
+        .min(min, { error: `is below ${min}` })
+        .max(max, { error: `is above ${max}` }),
+    );
 
 const bool = z
   .string()
@@ -29,7 +34,12 @@ const wsUrl = z
 
 const codecList = z
   .string()
-  .transform((v) => v.split(',').map((c) => c.trim().toUpperCase()).filter(Boolean))
+  .transform((v) =>
+    v
+      .split(',')
+      .map((c) => c.trim().toUpperCase())
+      .filter(Boolean),
+  )
   .pipe(
     z
       .array(z.enum(['PCMU', 'PCMA'], { error: 'names a codec other than PCMU or PCMA' }))
@@ -69,13 +79,18 @@ export const configFields = {
   ECHO_DELAY_MS: { schema: int(0, 10_000), expected: 'milliseconds 0-10000' },
   OPENAI_API_KEY: { schema: z.string().trim(), expected: 'an OpenAI API key', secret: true },
   OPENAI_REALTIME_URL: { schema: wsUrl, expected: 'a ws:// or wss:// URL' },
-  OPENAI_REALTIME_MODEL: { schema: z.string().trim().min(1, { error: 'is empty' }), expected: 'a model name' },
+  OPENAI_REALTIME_MODEL: {
+    schema: z.string().trim().min(1, { error: 'is empty' }),
+    expected: 'a model name',
+  },
   OPENAI_VOICE: { schema: z.string().trim().min(1, { error: 'is empty' }), expected: 'a voice name' },
   OPENAI_TRANSCRIPTION_MODEL: { schema: z.string().trim(), expected: 'a model name, or empty for none' },
   AGENT_INSTRUCTIONS: { schema: z.string(), expected: 'text' },
   AGENT_GREETING: { schema: z.string(), expected: 'text, or empty for no greeting' },
   LOG_LEVEL: {
-    schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { error: 'is not a level' }),
+    schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {
+      error: 'is not a level',
+    }),
     expected: 'one of fatal, error, warn, info, debug, trace, silent',
   },
   LOG_PII: { schema: bool, expected: 'true or false' },

@@ -77,7 +77,8 @@ export class MediaSession {
 
   /** Signalling changed the media (re-INVITE): new address/port, direction, hold. Codec stays. */
   update(media: NegotiatedMedia): void {
-    const moved = media.remoteAddress !== this.#media.remoteAddress || media.remotePort !== this.#media.remotePort;
+    const moved =
+      media.remoteAddress !== this.#media.remoteAddress || media.remotePort !== this.#media.remotePort;
     this.#media = media;
     if (moved) this.endpoint.updateRemote(remoteOf(media));
     this.#applyDirection();
@@ -93,16 +94,22 @@ export class MediaSession {
     if (this.#closed || this.#timeoutPausedSince !== undefined) return undefined;
     const last = this.endpoint.lastReceivedAt;
     if (last === undefined) {
-      if (timeouts.initialMs > 0 && now - this.#startedAt >= timeouts.initialMs) return `no RTP received within ${timeouts.initialMs} ms`;
+      if (timeouts.initialMs > 0 && now - this.#startedAt >= timeouts.initialMs)
+        return `no RTP received within ${timeouts.initialMs} ms`;
       return undefined;
     }
     const since = Math.max(last, this.#startedAt);
-    if (timeouts.steadyMs > 0 && now - since >= timeouts.steadyMs) return `no RTP received for ${timeouts.steadyMs} ms`;
+    if (timeouts.steadyMs > 0 && now - since >= timeouts.steadyMs)
+      return `no RTP received for ${timeouts.steadyMs} ms`;
     return undefined;
   }
 
   stats(): MediaSessionStats {
-    return { rtp: { ...this.endpoint.stats }, outbound: { ...this.outbound.stats }, latchedTo: this.#latchedTo };
+    return {
+      rtp: { ...this.endpoint.stats },
+      outbound: { ...this.outbound.stats },
+      latchedTo: this.#latchedTo,
+    };
   }
 
   close(): void {
@@ -131,7 +138,12 @@ export class MediaSession {
   }
 }
 
-function remoteOf(media: NegotiatedMedia): { address: string; port: number; payloadType: number; telephoneEventPayloadType: number | undefined } {
+function remoteOf(media: NegotiatedMedia): {
+  address: string;
+  port: number;
+  payloadType: number;
+  telephoneEventPayloadType: number | undefined;
+} {
   return {
     address: media.remoteAddress,
     port: media.remotePort,

@@ -43,7 +43,13 @@ interface Chunk {
  * (a provider's response item), how many bytes actually went out, which is what barge-in truncation needs.
  */
 export class OutboundAudio implements Paced {
-  readonly stats: OutboundStats = { framesSent: 0, audioFramesSent: 0, silenceFramesSent: 0, overflowBytes: 0, skippedFrames: 0 };
+  readonly stats: OutboundStats = {
+    framesSent: 0,
+    audioFramesSent: 0,
+    silenceFramesSent: 0,
+    overflowBytes: 0,
+    skippedFrames: 0,
+  };
   readonly #options: OutboundAudioOptions;
   readonly #queue: Chunk[] = [];
   #queuedBytes = 0;

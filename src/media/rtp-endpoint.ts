@@ -44,7 +44,14 @@ const SEND_RING_SIZE = 16;
  * Knows nothing of codecs beyond payload-type numbers.
  */
 export class RtpEndpoint extends TypedEmitter<RtpEndpointEvents> {
-  readonly stats: RtpStats = { packetsReceived: 0, bytesReceived: 0, packetsSent: 0, bytesSent: 0, malformed: 0, ignored: 0 };
+  readonly stats: RtpStats = {
+    packetsReceived: 0,
+    bytesReceived: 0,
+    packetsSent: 0,
+    bytesSent: 0,
+    malformed: 0,
+    ignored: 0,
+  };
   readonly ssrc = randomInt(1, 0xffffffff);
   /** Monotonic time (ms) of the last valid packet received; undefined until the first. */
   lastReceivedAt: number | undefined;

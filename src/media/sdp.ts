@@ -109,7 +109,9 @@ function connectionAddress(media: MediaDescription, session: SessionDescription)
  */
 export function selectMedia(remoteSdp: string, preference: readonly G711Codec[]): NegotiatedMedia {
   const sdp = parseSdp(remoteSdp);
-  const audioIndex = sdp.media.findIndex((m) => m.type === 'audio' && m.port !== 0 && /^RTP\/AVP$/i.test(m.protocol));
+  const audioIndex = sdp.media.findIndex(
+    (m) => m.type === 'audio' && m.port !== 0 && /^RTP\/AVP$/i.test(m.protocol),
+  );
   const audio = sdp.media[audioIndex];
   if (!audio) {
     const secure = sdp.media.some((m) => m.type === 'audio' && /SAVP/i.test(m.protocol));
@@ -132,7 +134,11 @@ export function selectMedia(remoteSdp: string, preference: readonly G711Codec[])
   }
   const address = connectionAddress(audio, sdp);
   if (address === undefined || isIP(address) === 0) {
-    throw new SdpNegotiationError('no usable c= address for audio', 400, '399 voxgate "Missing or invalid c= line"');
+    throw new SdpNegotiationError(
+      'no usable c= address for audio',
+      400,
+      '399 voxgate "Missing or invalid c= line"',
+    );
   }
   const telephoneEvent = codecs.find((c) => c.name === 'TELEPHONE-EVENT' && c.rate === 8000);
   const remoteDirection = directionOf(audio, sdp);
@@ -160,7 +166,11 @@ export function isUnspecifiedAddress(address: string): boolean {
 
 /** True when the remote is not sending to us (hold): media-timeouts must pause. */
 export function remoteIsSilent(media: NegotiatedMedia): boolean {
-  return media.remoteDirection === 'sendonly' || media.remoteDirection === 'inactive' || isUnspecifiedAddress(media.remoteAddress);
+  return (
+    media.remoteDirection === 'sendonly' ||
+    media.remoteDirection === 'inactive' ||
+    isUnspecifiedAddress(media.remoteAddress)
+  );
 }
 
 interface AudioLine {
@@ -173,7 +183,11 @@ interface AudioLine {
 
 function buildSdp(local: LocalMediaParams, line: AudioLine): string {
   const family = isIP(local.address) === 6 ? 6 : 4;
-  const rtp: MediaDescription['rtp'] = line.codecs.map((c) => ({ payload: c.payloadType, codec: c.name, rate: 8000 }));
+  const rtp: MediaDescription['rtp'] = line.codecs.map((c) => ({
+    payload: c.payloadType,
+    codec: c.name,
+    rate: 8000,
+  }));
   const fmtp: MediaDescription['fmtp'] = [];
   const payloads = line.codecs.map((c) => c.payloadType);
   if (line.telephoneEventPayloadType !== undefined) {
@@ -210,7 +224,18 @@ function buildSdp(local: LocalMediaParams, line: AudioLine): string {
     sdp.media.push(audio);
   } else {
     line.streams.offered.forEach((stream, index) => {
-      sdp.media.push(index === line.streams!.audioIndex ? audio : { type: stream.type, port: 0, protocol: stream.protocol, payloads: stream.format, rtp: [], fmtp: [] });
+      sdp.media.push(
+        index === line.streams!.audioIndex
+          ? audio
+          : {
+              type: stream.type,
+              port: 0,
+              protocol: stream.protocol,
+              payloads: stream.format,
+              rtp: [],
+              fmtp: [],
+            },
+      );
     });
   }
   return write(sdp);
@@ -227,7 +252,11 @@ export function buildAnswer(local: LocalMediaParams, media: NegotiatedMedia): st
 }
 
 /** Our offer (late-offer INVITE, or an INVITE we originate): every preferred codec plus telephone-event. */
-export function buildOffer(local: LocalMediaParams, preference: readonly G711Codec[], direction: Direction = 'sendrecv'): string {
+export function buildOffer(
+  local: LocalMediaParams,
+  preference: readonly G711Codec[],
+  direction: Direction = 'sendrecv',
+): string {
   return buildSdp(local, {
     codecs: preference.map((name) => ({ name, payloadType: STATIC_PAYLOAD_TYPE[name] })),
     telephoneEventPayloadType: TELEPHONE_EVENT_PT_DEFAULT,

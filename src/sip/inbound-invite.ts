@@ -89,7 +89,8 @@ export class InboundInvite {
       });
       return new SipDialog(dialog, this.#userAgent);
     } catch (error) {
-      if ((error as SrfSipError).status === 487 || this.#canceled) throw new CallCanceledError('caller canceled');
+      if ((error as SrfSipError).status === 487 || this.#canceled)
+        throw new CallCanceledError('caller canceled');
       throw error;
     }
   }

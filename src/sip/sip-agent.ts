@@ -49,7 +49,12 @@ export class SipAgent extends TypedEmitter<SipAgentEvents> {
     const { host, port, secret, reconnectMaxDelayMs } = this.#options;
     this.#log.info({ host, port }, 'connecting to drachtio-server');
     // retryMaxDelay must be set: srf's back-off is unbounded without it (sip-stack.md §1.2).
-    this.#srf.connect({ host, port, secret, reconnect: { retryMaxDelay: reconnectMaxDelayMs, maxAttempts: 0 } });
+    this.#srf.connect({
+      host,
+      port,
+      secret,
+      reconnect: { retryMaxDelay: reconnectMaxDelayMs, maxAttempts: 0 },
+    });
   }
 
   close(): void {
@@ -92,7 +97,13 @@ export class SipAgent extends TypedEmitter<SipAgentEvents> {
       );
     });
     srf.options((_req, res) => {
-      res.send(200, { headers: { Allow: 'INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, NOTIFY', Accept: 'application/sdp', 'User-Agent': this.#options.userAgent } });
+      res.send(200, {
+        headers: {
+          Allow: 'INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, NOTIFY',
+          Accept: 'application/sdp',
+          'User-Agent': this.#options.userAgent,
+        },
+      });
     });
     srf.invite((req, res) => {
       const invite = new InboundInvite(srf, req, res, this.#options.userAgent);

@@ -83,7 +83,11 @@ export class SipDialog extends TypedEmitter<SipDialogEvents> {
       accept: (localSdp) => {
         res.send(200, {
           body: localSdp,
-          headers: { 'Content-Type': 'application/sdp', Contact: this.#dialog.local.contact, 'User-Agent': this.#userAgent },
+          headers: {
+            'Content-Type': 'application/sdp',
+            Contact: this.#dialog.local.contact,
+            'User-Agent': this.#userAgent,
+          },
         });
       },
       reject: (status, warning) => {

@@ -44,9 +44,16 @@ export interface SrfDialog {
   on(event: 'destroy', listener: (req: SrfMessage, reason?: string) => void): void;
   on(event: 'modify', listener: (req: SrfMessage, res: SrfResponse) => void): void;
   on(event: 'ack', listener: (req: SrfMessage) => void): void;
-  on(event: 'info' | 'notify' | 'refer' | 'options' | 'update', listener: (req: SrfMessage, res: SrfResponse) => void): void;
+  on(
+    event: 'info' | 'notify' | 'refer' | 'options' | 'update',
+    listener: (req: SrfMessage, res: SrfResponse) => void,
+  ): void;
   destroy(opts?: { headers?: Record<string, string> }): Promise<unknown>;
-  request(opts: { method: string; headers?: Record<string, string>; body?: string }): Promise<SrfReceivedResponse>;
+  request(opts: {
+    method: string;
+    headers?: Record<string, string>;
+    body?: string;
+  }): Promise<SrfReceivedResponse>;
 }
 
 export interface SrfConnectOptions {
@@ -67,7 +74,11 @@ export interface SrfInstance {
   on(event: 'reconnecting', listener: (opts: { delay: number; attempt: number }) => void): void;
   invite(handler: SrfHandler): void;
   options(handler: SrfHandler): void;
-  createUAS(req: SrfRequest, res: SrfResponse, opts: { localSdp: string; headers?: Record<string, string> }): Promise<SrfDialog>;
+  createUAS(
+    req: SrfRequest,
+    res: SrfResponse,
+    opts: { localSdp: string; headers?: Record<string, string> },
+  ): Promise<SrfDialog>;
 }
 
 export interface SrfSipError extends Error {

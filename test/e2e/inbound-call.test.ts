@@ -16,7 +16,10 @@ import { decodeG711, findReference, rms } from '../helpers/audio-analysis.js';
 
 const FIXTURES = path.join(REPO_ROOT, 'test', 'fixtures');
 const fixture = (name: string): string => path.join(FIXTURES, name);
-const REPLY = { PCMU: readFileSync(fixture('assistant-reply.ulaw')), PCMA: readFileSync(fixture('assistant-reply.alaw')) };
+const REPLY = {
+  PCMU: readFileSync(fixture('assistant-reply.ulaw')),
+  PCMA: readFileSync(fixture('assistant-reply.alaw')),
+};
 const REPLY_LINEAR = decodeG711('PCMU', REPLY.PCMU);
 
 /** Silence decodes to |x| ≤ 8; speech frames are far louder. */
@@ -33,7 +36,9 @@ interface CallRun {
 }
 
 function loudFrames(codec: 'PCMU' | 'PCMA', packets: { payload: Buffer }[]): number[] {
-  return packets.map((p, i) => (rms(decodeG711(codec, p.payload)) > SPEECH_RMS ? i : -1)).filter((i) => i >= 0);
+  return packets
+    .map((p, i) => (rms(decodeG711(codec, p.payload)) > SPEECH_RMS ? i : -1))
+    .filter((i) => i >= 0);
 }
 
 function portIsFree(port: number): Promise<boolean> {
@@ -76,10 +81,18 @@ describeE2E('inbound call through drachtio-server', () => {
     return voxgate;
   }
 
-  async function startWithFake(options: ConstructorParameters<typeof FakeOpenAIRealtime>[0], env: Record<string, string> = {}): Promise<FakeOpenAIRealtime> {
+  async function startWithFake(
+    options: ConstructorParameters<typeof FakeOpenAIRealtime>[0],
+    env: Record<string, string> = {},
+  ): Promise<FakeOpenAIRealtime> {
     fake = new FakeOpenAIRealtime(options);
     await fake.start();
-    await start({ AI_PROVIDER: 'openai', OPENAI_API_KEY: 'test-key-not-secret', OPENAI_REALTIME_URL: fake.url, ...env });
+    await start({
+      AI_PROVIDER: 'openai',
+      OPENAI_API_KEY: 'test-key-not-secret',
+      OPENAI_REALTIME_URL: fake.url,
+      ...env,
+    });
     return fake;
   }
 
@@ -100,7 +113,14 @@ describeE2E('inbound call through drachtio-server', () => {
     const ended = await vg.waitForLog(byMsg('call ended'), 10_000);
     const rtpPort = Number(answered['rtpPort']);
     const fromVoxgate = packets.filter((p) => p.srcPort === rtpPort && p.dstPort === mediaPort);
-    return { sipp, rtpPort, sent: fromVoxgate.map((p) => parseRtp(p.payload)), sentAt: fromVoxgate.map((p) => p.ts * 1000), answered, ended };
+    return {
+      sipp,
+      rtpPort,
+      sent: fromVoxgate.map((p) => parseRtp(p.payload)),
+      sentAt: fromVoxgate.map((p) => p.ts * 1000),
+      answered,
+      ended,
+    };
   }
 
   function expectCleanStream(run: CallRun, payloadType: number): void {
@@ -132,7 +152,10 @@ describeE2E('inbound call through drachtio-server', () => {
     expect(session.headers['authorization']).toBe('Bearer test-key-not-secret');
     expect(session.headers['openai-beta']).toBeUndefined();
     const update = session.clientEvents.find((e) => e.event['type'] === 'session.update')!.event as {
-      session: { type: string; audio: { input: { format: { type: string } }; output: { format: { type: string } } } };
+      session: {
+        type: string;
+        audio: { input: { format: { type: string } }; output: { format: { type: string } } };
+      };
     };
     expect(update.session.type).toBe('realtime');
     expect(update.session.audio.input.format.type).toBe('audio/pcmu');
@@ -154,7 +177,10 @@ describeE2E('inbound call through drachtio-server', () => {
 
   it('stops playback within 40 ms when the caller talks over the greeting and truncates at what was sent', async () => {
     // A long greeting (the clip twice) so the caller's speech at ~1.5 s lands in the middle of it.
-    const server = await startWithFake({ replyAudio: Buffer.concat([REPLY.PCMU, REPLY.PCMU]) }, { AGENT_GREETING: 'Greet the caller.' });
+    const server = await startWithFake(
+      { replyAudio: Buffer.concat([REPLY.PCMU, REPLY.PCMU]) },
+      { AGENT_GREETING: 'Greet the caller.' },
+    );
     const run = await call('uac-call-pcap', 'caller-speech-pcmu.pcap', 6000);
     expect(run.sipp.code, run.sipp.errors).toBe(0);
     const session = server.sessions[0]!;
@@ -162,7 +188,9 @@ describeE2E('inbound call through drachtio-server', () => {
     expect(speechStarted).toBeDefined();
     // Only the greeting's frames: the caller's finished turn starts a new reply afterwards.
     const nextReply = session.responses[1];
-    const loud = loudFrames('PCMU', run.sent).filter((i) => nextReply === undefined || run.sentAt[i]! < nextReply.startedAt);
+    const loud = loudFrames('PCMU', run.sent).filter(
+      (i) => nextReply === undefined || run.sentAt[i]! < nextReply.startedAt,
+    );
     expect(loud.length).toBeGreaterThan(10);
     const firstAudioAt = run.sentAt[loud[0]!]!;
     // The greeting was still playing when the caller spoke...
@@ -187,7 +215,8 @@ describeE2E('inbound call through drachtio-server', () => {
     expect(run.sipp.code, run.sipp.errors).toBe(0);
     expect(run.answered['codec']).toBe('PCMA');
     expect(run.sipp.messages).toMatch(/a=rtpmap:8 PCMA\/8000/);
-    const update = server.sessions[0]!.clientEvents.find((e) => e.event['type'] === 'session.update')!.event as {
+    const update = server.sessions[0]!.clientEvents.find((e) => e.event['type'] === 'session.update')!
+      .event as {
       session: { audio: { input: { format: { type: string } } } };
     };
     expect(update.session.audio.input.format.type).toBe('audio/pcma');
@@ -202,7 +231,11 @@ describeE2E('inbound call through drachtio-server', () => {
     expect(run.sipp.code, run.sipp.errors).toBe(0);
     expectCleanStream(run, 0);
     const callerSpeech = readFileSync(fixture('caller-speech.s16le'));
-    const reference = new Int16Array(callerSpeech.buffer, callerSpeech.byteOffset, callerSpeech.byteLength / 2);
+    const reference = new Int16Array(
+      callerSpeech.buffer,
+      callerSpeech.byteOffset,
+      callerSpeech.byteLength / 2,
+    );
     const heard = decodeG711('PCMU', Buffer.concat(run.sent.map((p) => p.payload)));
     const match = findReference(heard, reference);
     expect(match.correlation).toBeGreaterThan(0.9);
@@ -210,7 +243,11 @@ describeE2E('inbound call through drachtio-server', () => {
 
   it('rejects a caller offering no G.711 with 488 and a Warning header', async () => {
     await start({ AI_PROVIDER: 'echo' });
-    const sipp = await runSipp({ scenario: 'uac-no-g711', target: `127.0.0.1:${drachtio.sipPort}`, timeoutMs: 10_000 });
+    const sipp = await runSipp({
+      scenario: 'uac-no-g711',
+      target: `127.0.0.1:${drachtio.sipPort}`,
+      timeoutMs: 10_000,
+    });
     expect(sipp.code, sipp.errors).toBe(0);
     expect(sipp.messages).toMatch(/^Warning: 305 voxgate/m);
     const ended = await voxgate!.waitForLog(byMsg('call ended'), 5000);
@@ -219,7 +256,11 @@ describeE2E('inbound call through drachtio-server', () => {
 
   it('refuses with 503 + Retry-After, before answering, when the AI provider cannot be reached', async () => {
     const server = await startWithFake({ replyAudio: REPLY.PCMU, rejectUpgradeStatus: 401 });
-    const sipp = await runSipp({ scenario: 'uac-expect-503', target: `127.0.0.1:${drachtio.sipPort}`, timeoutMs: 10_000 });
+    const sipp = await runSipp({
+      scenario: 'uac-expect-503',
+      target: `127.0.0.1:${drachtio.sipPort}`,
+      timeoutMs: 10_000,
+    });
     expect(sipp.code, sipp.errors).toBe(0);
     const ended = await voxgate!.waitForLog(byMsg('call ended'), 5000);
     expect(ended['cause']).toBe('provider-failed');
@@ -231,7 +272,12 @@ describeE2E('inbound call through drachtio-server', () => {
 
   it('releases everything when the caller cancels while the AI is still connecting', async () => {
     const server = await startWithFake({ replyAudio: REPLY.PCMU, upgradeDelayMs: 3000 });
-    const sipp = await runSipp({ scenario: 'uac-cancel', target: `127.0.0.1:${drachtio.sipPort}`, vars: { cancel_after_ms: '500' }, timeoutMs: 10_000 });
+    const sipp = await runSipp({
+      scenario: 'uac-cancel',
+      target: `127.0.0.1:${drachtio.sipPort}`,
+      vars: { cancel_after_ms: '500' },
+      timeoutMs: 10_000,
+    });
     expect(sipp.code, sipp.errors).toBe(0);
     const ended = await voxgate!.waitForLog(byMsg('call ended'), 5000);
     expect(ended['cause']).toBe('caller-canceled');
@@ -243,7 +289,12 @@ describeE2E('inbound call through drachtio-server', () => {
 
   it('takes the answer from the ACK for a late-offer INVITE', async () => {
     await start({ AI_PROVIDER: 'echo' });
-    const sipp = await runSipp({ scenario: 'uac-late-offer', target: `127.0.0.1:${drachtio.sipPort}`, vars: { call_ms: '1500' }, timeoutMs: 10_000 });
+    const sipp = await runSipp({
+      scenario: 'uac-late-offer',
+      target: `127.0.0.1:${drachtio.sipPort}`,
+      vars: { call_ms: '1500' },
+      timeoutMs: 10_000,
+    });
     expect(sipp.code, sipp.errors).toBe(0);
     const answered = await voxgate!.waitForLog(byMsg('call answered'), 5000);
     expect(answered['codec']).toBe('PCMU');
@@ -253,7 +304,11 @@ describeE2E('inbound call through drachtio-server', () => {
 
   it('answers hold with recvonly and resume with sendrecv', async () => {
     await start({ AI_PROVIDER: 'echo' });
-    const sipp = await runSipp({ scenario: 'uac-hold-resume', target: `127.0.0.1:${drachtio.sipPort}`, timeoutMs: 15_000 });
+    const sipp = await runSipp({
+      scenario: 'uac-hold-resume',
+      target: `127.0.0.1:${drachtio.sipPort}`,
+      timeoutMs: 15_000,
+    });
     expect(sipp.code, sipp.errors).toBe(0);
     const updates = voxgate!.findLogs(byMsg('media updated by re-INVITE'));
     expect(updates.map((u) => u['remoteDirection'])).toEqual(['sendonly', 'sendrecv']);
@@ -261,14 +316,24 @@ describeE2E('inbound call through drachtio-server', () => {
 
   it('answers OPTIONS with 200', async () => {
     await start({ AI_PROVIDER: 'echo' });
-    const sipp = await runSipp({ scenario: 'uac-options', target: `127.0.0.1:${drachtio.sipPort}`, timeoutMs: 10_000 });
+    const sipp = await runSipp({
+      scenario: 'uac-options',
+      target: `127.0.0.1:${drachtio.sipPort}`,
+      timeoutMs: 10_000,
+    });
     expect(sipp.code, sipp.errors).toBe(0);
   });
 });
 
 describe('e2e prerequisites', () => {
   it('ships the audio fixtures the e2e suite uses', () => {
-    for (const name of ['caller-speech-pcmu.pcap', 'caller-speech-pcma.pcap', 'caller-speech.s16le', 'assistant-reply.ulaw', 'assistant-reply.alaw']) {
+    for (const name of [
+      'caller-speech-pcmu.pcap',
+      'caller-speech-pcma.pcap',
+      'caller-speech.s16le',
+      'assistant-reply.ulaw',
+      'assistant-reply.alaw',
+    ]) {
       expect(readFileSync(fixture(name)).length, name).toBeGreaterThan(1000);
     }
   });

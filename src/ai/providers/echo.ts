@@ -1,6 +1,12 @@
 import { TypedEmitter } from '../../core/events.js';
 import type { Clock } from '../../core/clock.js';
-import type { RealtimeCapabilities, RealtimeEvents, RealtimeProvider, RealtimeSession, SessionOptions } from '../realtime.js';
+import type {
+  RealtimeCapabilities,
+  RealtimeEvents,
+  RealtimeProvider,
+  RealtimeSession,
+  SessionOptions,
+} from '../realtime.js';
 
 interface Delayed {
   data: Uint8Array;
@@ -15,7 +21,12 @@ const MAX_PENDING_BYTES = 80_000;
  */
 class EchoSession extends TypedEmitter<RealtimeEvents> implements RealtimeSession {
   readonly provider = 'echo';
-  readonly capabilities: RealtimeCapabilities = { truncate: false, toolCalls: false, serverVad: false, g711Passthrough: true };
+  readonly capabilities: RealtimeCapabilities = {
+    truncate: false,
+    toolCalls: false,
+    serverVad: false,
+    g711Passthrough: true,
+  };
   readonly #delayMs: number;
   readonly #clock: Clock;
   readonly #pending: Delayed[] = [];

@@ -156,19 +156,16 @@ describe('EchoProvider', () => {
     session.close();
   });
 
-  it(
-    'leaves no timer behind after close() when a listener sent audio from inside an echo',
-    async () => {
-      const { session } = await connect();
-      let loops = 0;
-      session.on('audio', (a) => {
-        if (loops++ < 1) session.sendAudio(a.data);
-      });
-      session.sendAudio(frame(1));
-      session.sendAudio(frame(2));
-      await vi.advanceTimersByTimeAsync(DELAY_MS);
-      session.close();
-      expect(vi.getTimerCount()).toBe(0);
-    },
-  );
+  it('leaves no timer behind after close() when a listener sent audio from inside an echo', async () => {
+    const { session } = await connect();
+    let loops = 0;
+    session.on('audio', (a) => {
+      if (loops++ < 1) session.sendAudio(a.data);
+    });
+    session.sendAudio(frame(1));
+    session.sendAudio(frame(2));
+    await vi.advanceTimersByTimeAsync(DELAY_MS);
+    session.close();
+    expect(vi.getTimerCount()).toBe(0);
+  });
 });

@@ -202,27 +202,24 @@ describe('RtpEndpoint.send', () => {
   });
 
   // Regression: packets sent in one tick must each keep their own header and payload (dgram.send reads the buffer later).
-  it(
-    'sends each of several packets sent in the same tick with its own header and payload',
-    async () => {
-      const { endpoint, sdpPeer } = await setup();
-      const arriving = receive(sdpPeer, 3);
-      endpoint.send(PCMU_PT, new Uint8Array(FRAME_BYTES).fill(1), 160, true);
-      endpoint.send(PCMU_PT, new Uint8Array(FRAME_BYTES).fill(2), 320, false);
-      endpoint.send(PCMU_PT, new Uint8Array(FRAME_BYTES).fill(3), 480, false);
-      const packets = (await arriving).map(parsed);
-      expect(packets.map((p) => p.getTimestamp())).toEqual([160, 320, 480]);
-      expect(
-        packets.map((p) => new Uint8Array(p.getPayload().buffer, p.getPayload().byteOffset, 1)[0]),
-      ).toEqual([1, 2, 3]);
-      const first = packets[0]!.getSequenceNumber();
-      expect(packets.map((p) => p.getSequenceNumber())).toEqual([
-        first,
-        (first + 1) & 0xffff,
-        (first + 2) & 0xffff,
-      ]);
-    },
-  );
+  it('sends each of several packets sent in the same tick with its own header and payload', async () => {
+    const { endpoint, sdpPeer } = await setup();
+    const arriving = receive(sdpPeer, 3);
+    endpoint.send(PCMU_PT, new Uint8Array(FRAME_BYTES).fill(1), 160, true);
+    endpoint.send(PCMU_PT, new Uint8Array(FRAME_BYTES).fill(2), 320, false);
+    endpoint.send(PCMU_PT, new Uint8Array(FRAME_BYTES).fill(3), 480, false);
+    const packets = (await arriving).map(parsed);
+    expect(packets.map((p) => p.getTimestamp())).toEqual([160, 320, 480]);
+    expect(
+      packets.map((p) => new Uint8Array(p.getPayload().buffer, p.getPayload().byteOffset, 1)[0]),
+    ).toEqual([1, 2, 3]);
+    const first = packets[0]!.getSequenceNumber();
+    expect(packets.map((p) => p.getSequenceNumber())).toEqual([
+      first,
+      (first + 1) & 0xffff,
+      (first + 2) & 0xffff,
+    ]);
+  });
 
   it('drops a payload larger than 1024 bytes without sending', async () => {
     const { endpoint } = await setup();

@@ -19,15 +19,28 @@ export const serverEventSchemas = {
   error: z.object({ error: errorBody }),
   'response.created': z.object({ response: z.object({ id: z.string() }) }),
   'response.done': z.object({ response: z.object({ id: z.string(), status: z.string().optional() }) }),
-  'response.output_audio.delta': z.object({ response_id: z.string(), item_id: z.string(), delta: z.string() }),
-  'input_audio_buffer.speech_started': z.object({ item_id: z.string().optional(), audio_start_ms: z.number().optional() }),
+  'response.output_audio.delta': z.object({
+    response_id: z.string(),
+    item_id: z.string(),
+    delta: z.string(),
+  }),
+  'input_audio_buffer.speech_started': z.object({
+    item_id: z.string().optional(),
+    audio_start_ms: z.number().optional(),
+  }),
   'conversation.item.input_audio_transcription.completed': z.object({ transcript: z.string() }),
   'response.output_audio_transcript.done': z.object({ transcript: z.string() }),
-  'response.function_call_arguments.done': z.object({ call_id: z.string(), name: z.string(), arguments: z.string() }),
+  'response.function_call_arguments.done': z.object({
+    call_id: z.string(),
+    name: z.string(),
+    arguments: z.string(),
+  }),
 } as const;
 
 export type ServerEventType = keyof typeof serverEventSchemas;
-export type ServerEvent = { [K in ServerEventType]: { type: K } & z.output<(typeof serverEventSchemas)[K]> }[ServerEventType];
+export type ServerEvent = {
+  [K in ServerEventType]: { type: K } & z.output<(typeof serverEventSchemas)[K]>;
+}[ServerEventType];
 
 const envelope = z.object({ type: z.string() }).passthrough();
 
@@ -50,7 +63,12 @@ export function decodeServerEvent(text: string): Decoded {
   if (!(type in serverEventSchemas)) return { kind: 'ignored', type };
   const schema = serverEventSchemas[type as ServerEventType];
   const body = schema.safeParse(json);
-  if (!body.success) return { kind: 'invalid', problem: `${type}: ${body.error.issues[0]?.path.join('.') ?? ''} ${body.error.issues[0]?.message ?? ''}`.trim() };
+  if (!body.success)
+    return {
+      kind: 'invalid',
+      problem:
+        `${type}: ${body.error.issues[0]?.path.join('.') ?? ''} ${body.error.issues[0]?.message ?? ''}`.trim(),
+    };
   return { kind: 'event', event: { type, ...body.data } as ServerEvent };
 }
 
@@ -78,7 +96,9 @@ export function sessionUpdate(config: SessionConfig): object {
         input: {
           format,
           turn_detection: { type: 'server_vad', create_response: true, interrupt_response: true },
-          ...(config.transcriptionModel === '' ? {} : { transcription: { model: config.transcriptionModel } }),
+          ...(config.transcriptionModel === ''
+            ? {}
+            : { transcription: { model: config.transcriptionModel } }),
         },
         output: { format, voice: config.voice },
       },
@@ -92,7 +112,9 @@ export const appendAudio = (audio: Uint8Array): object => ({
 });
 
 export const createResponse = (instructions?: string): object =>
-  instructions === undefined ? { type: 'response.create' } : { type: 'response.create', response: { instructions } };
+  instructions === undefined
+    ? { type: 'response.create' }
+    : { type: 'response.create', response: { instructions } };
 
 /** `audio_end_ms` must be an integer no larger than the audio received (else the server errors). */
 export const truncateItem = (itemId: string, audioEndMs: number): object => ({

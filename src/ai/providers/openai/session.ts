@@ -44,7 +44,12 @@ function rawText(data: WebSocket.RawData): string {
 
 class OpenAIRealtimeSession extends TypedEmitter<RealtimeEvents> implements RealtimeSession {
   readonly provider = 'openai';
-  readonly capabilities: RealtimeCapabilities = { truncate: true, toolCalls: true, serverVad: true, g711Passthrough: true };
+  readonly capabilities: RealtimeCapabilities = {
+    truncate: true,
+    toolCalls: true,
+    serverVad: true,
+    g711Passthrough: true,
+  };
   readonly #ws: WebSocket;
   readonly #log: Logger;
   #activeResponseId: string | undefined;
@@ -85,7 +90,8 @@ class OpenAIRealtimeSession extends TypedEmitter<RealtimeEvents> implements Real
   close(): void {
     if (this.#closing) return;
     this.#closing = true;
-    if (this.#ws.readyState === WebSocket.OPEN || this.#ws.readyState === WebSocket.CONNECTING) this.#ws.close(1000, 'call ended');
+    if (this.#ws.readyState === WebSocket.OPEN || this.#ws.readyState === WebSocket.CONNECTING)
+      this.#ws.close(1000, 'call ended');
     else this.#onClose(1000, 'call ended');
   }
 
@@ -97,7 +103,10 @@ class OpenAIRealtimeSession extends TypedEmitter<RealtimeEvents> implements Real
   #onMessage(data: WebSocket.RawData, isBinary: boolean): void {
     const decoded = decodeServerEvent(rawText(data));
     if (decoded.kind === 'invalid') {
-      this.#log.warn({ problem: decoded.problem, binary: isBinary }, 'openai sent a malformed event; ignored');
+      this.#log.warn(
+        { problem: decoded.problem, binary: isBinary },
+        'openai sent a malformed event; ignored',
+      );
       return;
     }
     if (decoded.kind === 'ignored') return;
@@ -116,7 +125,8 @@ class OpenAIRealtimeSession extends TypedEmitter<RealtimeEvents> implements Real
         if (this.#droppedResponses.has(event.response_id)) return; // late audio of an interrupted reply
         const audio = Buffer.from(event.delta, 'base64');
         this.#receivedBytes.set(event.item_id, (this.#receivedBytes.get(event.item_id) ?? 0) + audio.length);
-        if (this.#receivedBytes.size > MAX_DROPPED_RESPONSES) this.#receivedBytes.delete(this.#receivedBytes.keys().next().value!);
+        if (this.#receivedBytes.size > MAX_DROPPED_RESPONSES)
+          this.#receivedBytes.delete(this.#receivedBytes.keys().next().value!);
         this.safeEmit('audio', { data: audio, itemId: event.item_id });
         break;
       }
@@ -124,7 +134,8 @@ class OpenAIRealtimeSession extends TypedEmitter<RealtimeEvents> implements Real
         if (this.#activeResponseId !== undefined) {
           // server_vad with interrupt_response cancels the reply server-side; drop what is still in flight.
           this.#droppedResponses.add(this.#activeResponseId);
-          if (this.#droppedResponses.size > MAX_DROPPED_RESPONSES) this.#droppedResponses.delete(this.#droppedResponses.values().next().value!);
+          if (this.#droppedResponses.size > MAX_DROPPED_RESPONSES)
+            this.#droppedResponses.delete(this.#droppedResponses.values().next().value!);
         }
         this.safeEmit('speechStarted');
         break;
@@ -159,7 +170,10 @@ class OpenAIRealtimeSession extends TypedEmitter<RealtimeEvents> implements Real
   #onClose(code: number, reason: string): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.safeEmit('close', { expected: this.#closing, reason: `websocket closed (${code}${reason ? ` ${reason}` : ''})` });
+    this.safeEmit('close', {
+      expected: this.#closing,
+      reason: `websocket closed (${code}${reason ? ` ${reason}` : ''})`,
+    });
     this.removeAllListeners();
   }
 }
@@ -204,15 +218,27 @@ export class OpenAIRealtimeProvider implements RealtimeProvider {
         reject(error);
       };
       const timer = setTimeout(
-        () => fail(new ProviderError(`no session from ${this.config.url} within ${connectTimeoutMs} ms`, 'timeout')),
+        () =>
+          fail(
+            new ProviderError(`no session from ${this.config.url} within ${connectTimeoutMs} ms`, 'timeout'),
+          ),
         connectTimeoutMs,
       );
       const onAbort = (): void => fail(new ProviderError('connect aborted', 'aborted'));
       options.signal?.addEventListener('abort', onAbort, { once: true });
       const onUnexpected = (_req: unknown, res: { statusCode?: number }): void =>
-        fail(new ProviderError(`provider refused the connection: HTTP ${res.statusCode ?? '?'}`, `http_${res.statusCode ?? 0}`));
-      const onError = (error: Error): void => fail(new ProviderError(`cannot reach provider: ${errorMessage(error)}`, 'unreachable', { cause: error }));
-      const onClose = (code: number): void => fail(new ProviderError(`provider closed the connection during setup (${code})`, 'closed'));
+        fail(
+          new ProviderError(
+            `provider refused the connection: HTTP ${res.statusCode ?? '?'}`,
+            `http_${res.statusCode ?? 0}`,
+          ),
+        );
+      const onError = (error: Error): void =>
+        fail(
+          new ProviderError(`cannot reach provider: ${errorMessage(error)}`, 'unreachable', { cause: error }),
+        );
+      const onClose = (code: number): void =>
+        fail(new ProviderError(`provider closed the connection during setup (${code})`, 'closed'));
       const onMessage = (data: WebSocket.RawData): void => {
         const decoded = decodeServerEvent(rawText(data));
         if (decoded.kind !== 'event') return;
@@ -234,7 +260,12 @@ export class OpenAIRealtimeProvider implements RealtimeProvider {
           cleanup();
           resolve(new OpenAIRealtimeSession(ws, log));
         } else if (event.type === 'error') {
-          fail(new ProviderError(`session setup rejected: ${event.error.message ?? 'unknown error'}`, event.error.code ?? 'setup_error'));
+          fail(
+            new ProviderError(
+              `session setup rejected: ${event.error.message ?? 'unknown error'}`,
+              event.error.code ?? 'setup_error',
+            ),
+          );
         }
       };
       const cleanup = (): void => {
