@@ -125,7 +125,11 @@ export async function runInboundCall(
       throw error;
     }
     call.attachDialog(dialog);
-    dialog.on('ended', ({ reason }) => void call.end({ cause: 'caller-hangup', detail: reason }));
+    dialog.on(
+      'ended',
+      ({ by, reason }) =>
+        void call.end({ cause: by === 'remote' ? 'caller-hangup' : 'signalling-lost', detail: reason }),
+    );
 
     // 5. Late offer: the answer arrives in the ACK.
     const negotiated = offered ?? (await answerFromAck(dialog, [codec]));

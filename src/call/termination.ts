@@ -2,6 +2,7 @@
 export type TerminationCause =
   | 'caller-hangup'
   | 'caller-canceled'
+  | 'signalling-lost'
   | 'rejected'
   | 'agent-hangup'
   | 'provider-failed'
@@ -22,6 +23,7 @@ export interface Termination {
 const Q850: Readonly<Record<TerminationCause, number>> = {
   'caller-hangup': 16,
   'caller-canceled': 16,
+  'signalling-lost': 41,
   rejected: 21,
   'agent-hangup': 16,
   'provider-failed': 41, // temporary failure
@@ -34,6 +36,7 @@ const Q850: Readonly<Record<TerminationCause, number>> = {
 const REASON_TEXT: Readonly<Record<TerminationCause, string>> = {
   'caller-hangup': 'Caller hung up',
   'caller-canceled': 'Caller canceled',
+  'signalling-lost': 'Signalling lost',
   rejected: 'Call rejected',
   'agent-hangup': 'Agent ended the call',
   'provider-failed': 'AI provider failed',

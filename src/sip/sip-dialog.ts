@@ -11,10 +11,16 @@ export interface ReInvite {
 }
 
 export interface DialogEnded {
-  /** 'remote' when the far end sent BYE (or drachtio-server did, after an ACK timeout). */
-  by: 'remote';
+  /**
+   * 'remote': the far end sent BYE. 'sip-stack': drachtio-server ended the dialog itself (e.g. no ACK
+   * for our 200 OK within 64·T1) and sent the BYE on our behalf.
+   */
+  by: 'remote' | 'sip-stack';
   reason: string;
 }
+
+/** srf's reason for a BYE that came from the network; anything else is the server's own Reason text. */
+const NETWORK_BYE_REASON = 'normal release';
 
 export interface SipDialogEvents extends Record<string, unknown[]> {
   ended: [DialogEnded];
@@ -39,7 +45,8 @@ export class SipDialog extends TypedEmitter<SipDialogEvents> {
     dialog.on('destroy', (_req, reason) => {
       if (this.#ended) return;
       this.#ended = true;
-      this.safeEmit('ended', { by: 'remote', reason: reason ?? 'normal release' });
+      const text = reason ?? NETWORK_BYE_REASON;
+      this.safeEmit('ended', { by: text === NETWORK_BYE_REASON ? 'remote' : 'sip-stack', reason: text });
     });
     dialog.on('ack', (req) => this.safeEmit('ack', req.body ?? ''));
     dialog.on('modify', (req, res) => this.safeEmit('reinvite', this.#reinvite(req.body ?? '', res)));

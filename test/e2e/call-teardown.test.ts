@@ -52,7 +52,12 @@ describeE2E('calls that voxgate ends', () => {
   it('hangs up with Reason cause 41 when the AI provider drops mid-call, and never logs the key or the caller number', async () => {
     fake = new FakeOpenAIRealtime({ replyAudio: Buffer.alloc(1600, 0xff) });
     await fake.start();
-    const vg = await start({ AI_PROVIDER: 'openai', OPENAI_API_KEY: API_KEY, OPENAI_REALTIME_URL: fake.url, AGENT_GREETING: '' });
+    const vg = await start({
+      AI_PROVIDER: 'openai',
+      OPENAI_API_KEY: API_KEY,
+      OPENAI_REALTIME_URL: fake.url,
+      AGENT_GREETING: '',
+    });
     const caller = waitForBye();
     await vg.waitForLog(byMsg('call answered'), 10_000);
     const session = await fake.waitForSession();
@@ -77,7 +82,11 @@ describeE2E('calls that voxgate ends', () => {
   });
 
   it('refuses calls beyond MAX_CONCURRENT_CALLS with 503 + Retry-After', async () => {
-    const vg = await start({ AI_PROVIDER: 'echo', MAX_CONCURRENT_CALLS: '1', MEDIA_INITIAL_TIMEOUT_MS: '4000' });
+    const vg = await start({
+      AI_PROVIDER: 'echo',
+      MAX_CONCURRENT_CALLS: '1',
+      MEDIA_INITIAL_TIMEOUT_MS: '4000',
+    });
     const first = waitForBye();
     await vg.waitForLog(byMsg('call answered'), 10_000);
     const second = await expect503();

@@ -88,6 +88,7 @@ describe('reasonHeader', () => {
   const EXPECTED: Record<TerminationCause, number> = {
     'caller-hangup': 16,
     'caller-canceled': 16,
+    'signalling-lost': 41,
     rejected: 21,
     'agent-hangup': 16,
     'provider-failed': 41,
