@@ -3,9 +3,20 @@ import type { G711Codec } from '../core/audio.js';
 import type { Logger } from '../core/log.js';
 
 /**
- * The provider-neutral realtime session contract. Providers know nothing of RTP or SIP: audio crosses
- * this boundary as G.711 bytes in the call's codec (8 kHz), whatever the provider speaks internally.
+ * The provider-neutral realtime session contract. Providers know nothing of RTP or SIP. Each session
+ * declares the audio format it takes and gives; the call layer converts between that and the call's
+ * G.711 (decode, anti-aliased resampling, encode), so providers hold no DSP code.
  */
+
+/** Audio on the provider side: G.711 in the call's codec (8 kHz), or 16-bit little-endian PCM mono. */
+export type AudioFormat = { encoding: 'g711' } | { encoding: 'pcm16'; sampleRate: 8000 | 16000 | 24000 };
+
+export interface SessionAudioFormats {
+  /** What sendAudio() expects. */
+  input: AudioFormat;
+  /** What 'audio' events carry. */
+  output: AudioFormat;
+}
 
 export interface RealtimeCapabilities {
   /** Can remove unheard assistant audio from the conversation after barge-in. */
@@ -19,7 +30,7 @@ export interface RealtimeCapabilities {
 }
 
 export interface AgentAudio {
-  /** G.711 bytes in the session's codec. */
+  /** Audio in the session's `audioFormats.output`. */
   data: Uint8Array;
   /** The assistant item this audio belongs to (what truncate refers to). */
   itemId: string;
@@ -58,7 +69,8 @@ export interface RealtimeEvents extends Record<string, unknown[]> {
 export interface RealtimeSession extends Pick<TypedEmitter<RealtimeEvents>, 'on' | 'once' | 'off'> {
   readonly provider: string;
   readonly capabilities: RealtimeCapabilities;
-  /** Caller audio, one RTP payload at a time (G.711 in the session codec). */
+  readonly audioFormats: SessionAudioFormats;
+  /** Caller audio, one 20 ms frame at a time, in `audioFormats.input`. */
   sendAudio(data: Uint8Array): void;
   /**
    * Barge-in bookkeeping: the caller heard only `playedMs` of `itemId`. Providers that can, cut the

@@ -2,6 +2,7 @@ import { TypedEmitter } from '../../core/events.js';
 import type { Clock } from '../../core/clock.js';
 import type {
   RealtimeCapabilities,
+  SessionAudioFormats,
   RealtimeEvents,
   RealtimeProvider,
   RealtimeSession,
@@ -27,6 +28,7 @@ class EchoSession extends TypedEmitter<RealtimeEvents> implements RealtimeSessio
     serverVad: false,
     g711Passthrough: true,
   };
+  readonly audioFormats: SessionAudioFormats = { input: { encoding: 'g711' }, output: { encoding: 'g711' } };
   readonly #delayMs: number;
   readonly #clock: Clock;
   readonly #pending: Delayed[] = [];

@@ -4,7 +4,12 @@ import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { TypedEmitter } from '../../../src/core/events.js';
 import type { Clock } from '../../../src/core/clock.js';
-import type { RealtimeCapabilities, RealtimeEvents, RealtimeSession } from '../../../src/ai/realtime.js';
+import type {
+  RealtimeCapabilities,
+  SessionAudioFormats,
+  RealtimeEvents,
+  RealtimeSession,
+} from '../../../src/ai/realtime.js';
 import { MediaClock, type Paced } from '../../../src/media/media-clock.js';
 import { MediaSession } from '../../../src/media/media-session.js';
 import { PortPool } from '../../../src/media/port-pool.js';
@@ -47,6 +52,7 @@ class ManualMediaClock extends MediaClock {
 class FakeRealtimeSession extends TypedEmitter<RealtimeEvents> implements RealtimeSession {
   readonly provider = 'fake';
   readonly capabilities: RealtimeCapabilities;
+  readonly audioFormats: SessionAudioFormats = { input: { encoding: 'g711' }, output: { encoding: 'g711' } };
   readonly sent: Uint8Array[] = [];
   readonly truncates: [itemId: string, playedMs: number][] = [];
   constructor(canTruncate = true) {

@@ -5,6 +5,7 @@ import { g711Ms } from '../../../core/audio.js';
 import type { Logger } from '../../../core/log.js';
 import type {
   RealtimeCapabilities,
+  SessionAudioFormats,
   RealtimeEvents,
   RealtimeProvider,
   RealtimeSession,
@@ -50,6 +51,7 @@ class OpenAIRealtimeSession extends TypedEmitter<RealtimeEvents> implements Real
     serverVad: true,
     g711Passthrough: true,
   };
+  readonly audioFormats: SessionAudioFormats = { input: { encoding: 'g711' }, output: { encoding: 'g711' } };
   readonly #ws: WebSocket;
   readonly #log: Logger;
   #activeResponseId: string | undefined;
