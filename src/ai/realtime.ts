@@ -48,6 +48,14 @@ export interface ToolCall {
   args: unknown;
 }
 
+/** A function the model may call, declared once and mapped by each provider to its own format. */
+export interface ToolDeclaration {
+  name: string;
+  description: string;
+  /** JSON Schema of the arguments (type: object). */
+  parameters: Record<string, unknown>;
+}
+
 export interface SessionClosed {
   /** True when we asked for it (call ended); false when the provider or the network ended it. */
   expected: boolean;
@@ -60,6 +68,8 @@ export interface RealtimeEvents extends Record<string, unknown[]> {
   speechStarted: [];
   transcript: [Transcript];
   toolCall: [ToolCall];
+  /** The model signalled that the caller wants to end the call (providers without tools, e.g. Doubao). */
+  endRequested: [reason: string];
   /** A non-fatal provider error (the session goes on). */
   error: [Error];
   /** The session is over; emitted exactly once. */
@@ -88,6 +98,8 @@ export interface SessionOptions {
   /** Instruction for the first thing the agent says; empty = wait for the caller. */
   greeting: string;
   log: Logger;
+  /** Functions offered to the model (ignored by providers without function calling). */
+  tools?: readonly ToolDeclaration[];
   /** Aborts a connect in progress (e.g. the caller hung up while we were connecting). */
   signal?: AbortSignal;
 }
