@@ -2,7 +2,7 @@ import { g711Ms } from '../core/audio.js';
 import type { Clock } from '../core/clock.js';
 import type { Logger } from '../core/log.js';
 import type { MediaSession } from '../media/media-session.js';
-import type { RealtimeSession, Transcript } from '../ai/realtime.js';
+import type { AgentAudio, RealtimeSession, Transcript } from '../ai/realtime.js';
 
 export interface BridgeCallbacks {
   transcript(entry: Transcript): void;
@@ -40,6 +40,8 @@ export class AudioBridge {
     callbacks: BridgeCallbacks,
     clock: Clock,
     log: Logger,
+    /** Agent audio that arrived before media existed (see EarlyAudio); played first. */
+    early: readonly AgentAudio[] = [],
   ) {
     this.#media = media;
     this.#ai = ai;
@@ -50,13 +52,15 @@ export class AudioBridge {
     media.endpoint.on('audio', (payload) => {
       if (!this.#stopped) ai.sendAudio(payload);
     });
-    ai.on('audio', ({ data, itemId }) => {
+    const onAgentAudio = ({ data, itemId }: AgentAudio): void => {
       if (this.#stopped) return;
       const now = clock.now();
       this.stats.firstAgentAudioMs ??= now - this.#startedAt;
       this.#lastAgentAudioAt = now;
       media.outbound.enqueue(data, itemId);
-    });
+    };
+    for (const audio of early) onAgentAudio(audio);
+    ai.on('audio', onAgentAudio);
     ai.on('speechStarted', () => this.bargeIn());
     ai.on('transcript', (entry) => callbacks.transcript(entry));
     ai.on('error', (error) => log.warn({ err: error }, 'provider reported an error'));

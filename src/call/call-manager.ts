@@ -4,8 +4,23 @@ import type { Logger } from '../core/log.js';
 import type { MediaTimeouts } from '../media/media-session.js';
 import type { InboundInvite } from '../sip/inbound-invite.js';
 import { Call, type CallSummary } from './call.js';
-import { runInboundCall, type InboundCallDeps } from './inbound-call.js';
+import { runInboundCall, type CallSetupDeps } from './inbound-call.js';
 import type { Termination } from './termination.js';
+import { runOutboundCall, type OutboundCallDeps, type OutboundCallRequest } from './outbound-call.js';
+
+/** The outbound half of the dependencies: the trunk and a way to send INVITEs. */
+export type OutboundSetup = Pick<OutboundCallDeps, 'trunk' | 'placeCall'>;
+
+/** A refused call-control request; `code` is the contract the HTTP API maps to a status. */
+export class CallControlError extends Error {
+  override readonly name = 'CallControlError';
+  constructor(
+    readonly code: 'busy' | 'not_configured' | 'not_found' | 'invalid_state' | 'destination_not_allowed',
+    message: string,
+  ) {
+    super(message);
+  }
+}
 
 export interface CallManagerOptions {
   maxConcurrent: number;
@@ -28,18 +43,27 @@ const MEDIA_TIMEOUT_SWEEP_MS = 1000;
 export class CallManager extends TypedEmitter<CallManagerEvents> {
   readonly #calls = new Map<string, Call>();
   readonly #options: CallManagerOptions;
-  readonly #deps: InboundCallDeps;
+  readonly #deps: CallSetupDeps;
   readonly #clock: Clock;
   readonly #log: Logger;
   #draining = false;
   #sweep: NodeJS.Timeout | undefined;
 
-  constructor(options: CallManagerOptions, deps: InboundCallDeps, clock: Clock, log: Logger) {
+  readonly #outbound: OutboundSetup | undefined;
+
+  constructor(
+    options: CallManagerOptions,
+    deps: CallSetupDeps,
+    clock: Clock,
+    log: Logger,
+    outbound?: OutboundSetup,
+  ) {
     super((error, event) => log.error({ err: error, event }, 'call manager listener threw'));
     this.#options = options;
     this.#deps = deps;
     this.#clock = clock;
     this.#log = log;
+    this.#outbound = outbound;
   }
 
   get activeCount(): number {
@@ -58,12 +82,32 @@ export class CallManager extends TypedEmitter<CallManagerEvents> {
     return this.#calls.get(id);
   }
 
+  /**
+   * Starts an outbound call and returns it at once (ringing); the outcome arrives as the call's
+   * state and termination. Throws CallControlError('busy') at the call limit or while draining.
+   */
+  placeCall(request: OutboundCallRequest): Call {
+    if (!this.#outbound) throw new CallControlError('not_configured', 'outbound calls need SIP_TRUNK_URI');
+    const busy = this.#busyReason();
+    if (busy !== undefined) throw new CallControlError('busy', busy);
+    const call = new Call('outbound', '', this.#deps.provider.name, this.#log);
+    this.#register(call);
+    call.log.info({ pii: { to: request.to } }, 'call started');
+    runOutboundCall(request, call, { ...this.#deps, ...this.#outbound }).catch((error: unknown) => {
+      call.log.error({ err: error }, 'outbound call failed');
+      void call.end({ cause: 'internal-error', detail: String(error) });
+    });
+    return call;
+  }
+
+  #busyReason(): string | undefined {
+    if (this.#draining) return 'shutting down';
+    if (this.#calls.size >= this.#options.maxConcurrent) return 'call limit reached';
+    return undefined;
+  }
+
   handleInvite(invite: InboundInvite): void {
-    const busy = this.#draining
-      ? 'shutting down'
-      : this.#calls.size >= this.#options.maxConcurrent
-        ? 'call limit reached'
-        : undefined;
+    const busy = this.#busyReason();
     if (busy !== undefined) {
       this.#log.warn({ sipCallId: invite.info.callId, why: busy, active: this.#calls.size }, 'call refused');
       invite.reject(503, {

@@ -4,7 +4,8 @@ import { InvalidStateError } from '../core/errors.js';
 export type CallState = 'ringing' | 'answering' | 'active' | 'ending' | 'ended';
 
 const ALLOWED: Readonly<Record<CallState, readonly CallState[]>> = {
-  ringing: ['answering', 'ending'],
+  // Outbound calls go straight from ringing to active when the callee answers.
+  ringing: ['answering', 'active', 'ending'],
   answering: ['active', 'ending'],
   active: ['ending'],
   ending: ['ended'],

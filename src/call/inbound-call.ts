@@ -17,9 +17,11 @@ import type { RealtimeProvider, RealtimeSession } from '../ai/realtime.js';
 import { CallCanceledError, type InboundInvite } from '../sip/inbound-invite.js';
 import type { ReInvite, SipDialog } from '../sip/sip-dialog.js';
 import { AudioBridge } from './audio-bridge.js';
+import { EarlyAudio } from './early-audio.js';
 import type { Call } from './call.js';
 
-export interface InboundCallDeps {
+/** What both call directions need to set a call up. */
+export interface CallSetupDeps {
   ports: PortPool;
   mediaClock: MediaClock;
   clock: Clock;
@@ -42,11 +44,7 @@ const LATE_OFFER_ACK_TIMEOUT_MS = 32_000;
  * reached, so no caller sits in dead air), answer, and start media. Every failure ends the call
  * through call.end(); resources not yet owned by the call are freed here.
  */
-export async function runInboundCall(
-  invite: InboundInvite,
-  call: Call,
-  deps: InboundCallDeps,
-): Promise<void> {
+export async function runInboundCall(invite: InboundInvite, call: Call, deps: CallSetupDeps): Promise<void> {
   const abort = new AbortController();
   invite.onCancel(() => {
     abort.abort();
@@ -103,6 +101,8 @@ export async function runInboundCall(
     }
     if (call.isOver) return;
     call.attachSession(session);
+    // The greeting may start streaming before media exists; keep it for the first packets.
+    const early = new EarlyAudio(session);
 
     // 4. Answer.
     const local: LocalMediaParams = {
@@ -148,6 +148,7 @@ export async function runInboundCall(
       },
       deps.clock,
       call.log,
+      early.release(),
     );
     call.attachBridge(bridge);
     dialog.on('reinvite', (reinvite) => handleReinvite(reinvite, dialog, media, local, call));
@@ -176,7 +177,7 @@ export async function runInboundCall(
   }
 }
 
-function rejectBusy(invite: InboundInvite, deps: InboundCallDeps, why: string): void {
+function rejectBusy(invite: InboundInvite, deps: CallSetupDeps, why: string): void {
   invite.reject(503, {
     headers: { 'Retry-After': String(deps.busyRetryAfterS), Warning: `399 voxgate "${why}"` },
   });

@@ -1,7 +1,15 @@
 /** Why a call ended: one typed value, set once, carried to logs, the Reason header and (later) webhooks. */
 export type TerminationCause =
   | 'caller-hangup'
+  | 'callee-hangup'
   | 'caller-canceled'
+  | 'callee-busy'
+  | 'no-answer'
+  | 'callee-declined'
+  | 'callee-not-found'
+  | 'trunk-auth-failed'
+  | 'callee-unreachable'
+  | 'outbound-failed'
   | 'signalling-lost'
   | 'rejected'
   | 'agent-hangup'
@@ -22,7 +30,15 @@ export interface Termination {
 /** Q.850 causes for the RFC 3326 Reason header on BYEs we send. */
 const Q850: Readonly<Record<TerminationCause, number>> = {
   'caller-hangup': 16,
+  'callee-hangup': 16,
   'caller-canceled': 16,
+  'callee-busy': 17,
+  'no-answer': 19,
+  'callee-declined': 21,
+  'callee-not-found': 1,
+  'trunk-auth-failed': 21,
+  'callee-unreachable': 34,
+  'outbound-failed': 41,
   'signalling-lost': 41,
   rejected: 21,
   'agent-hangup': 16,
@@ -35,7 +51,15 @@ const Q850: Readonly<Record<TerminationCause, number>> = {
 
 const REASON_TEXT: Readonly<Record<TerminationCause, string>> = {
   'caller-hangup': 'Caller hung up',
+  'callee-hangup': 'Callee hung up',
   'caller-canceled': 'Caller canceled',
+  'callee-busy': 'Callee busy',
+  'no-answer': 'No answer',
+  'callee-declined': 'Callee declined',
+  'callee-not-found': 'Callee not found',
+  'trunk-auth-failed': 'Trunk authentication failed',
+  'callee-unreachable': 'Callee unreachable',
+  'outbound-failed': 'Outbound call failed',
   'signalling-lost': 'Signalling lost',
   rejected: 'Call rejected',
   'agent-hangup': 'Agent ended the call',

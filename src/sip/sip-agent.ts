@@ -2,6 +2,8 @@ import Srf from 'drachtio-srf';
 import { TypedEmitter } from '../core/events.js';
 import type { Logger } from '../core/log.js';
 import { InboundInvite } from './inbound-invite.js';
+import { sendInvite, type OutboundInviteOptions } from './outbound-invite.js';
+import type { SipDialog } from './sip-dialog.js';
 import type { SrfInstance } from './srf-types.js';
 
 export interface SipAgentOptions {
@@ -55,6 +57,11 @@ export class SipAgent extends TypedEmitter<SipAgentEvents> {
       secret,
       reconnect: { retryMaxDelay: reconnectMaxDelayMs, maxAttempts: 0 },
     });
+  }
+
+  /** Places a call through drachtio-server; see sendInvite for outcomes. */
+  placeCall(options: OutboundInviteOptions): Promise<SipDialog> {
+    return sendInvite(this.#srf, options, this.#options.userAgent);
   }
 
   close(): void {

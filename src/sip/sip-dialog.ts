@@ -65,6 +65,11 @@ export class SipDialog extends TypedEmitter<SipDialogEvents> {
     return this.#ended;
   }
 
+  /** The far end's current SDP (the answer to our INVITE, or their latest offer). */
+  get remoteSdp(): string {
+    return this.#dialog.remote.sdp ?? '';
+  }
+
   /** Sends BYE (with an optional RFC 3326 Reason header). Resolves even if the far end never answers. */
   async hangUp(reason?: string): Promise<void> {
     if (this.#ended) return;

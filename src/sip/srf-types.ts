@@ -65,7 +65,32 @@ export interface SrfConnectOptions {
 
 export type SrfHandler = (req: SrfRequest, res: SrfResponse) => void;
 
+export interface SrfProvisional {
+  readonly status: number;
+  readonly body: string;
+  get(name: string): string | undefined;
+}
+
+/** The INVITE request createUAC sent; cancel() sends CANCEL (createUAC then rejects with 487). */
+export interface SrfOutgoingInvite {
+  cancel(): void;
+}
+
+export interface SrfCreateUacOptions {
+  localSdp: string;
+  headers?: Record<string, string>;
+  auth?: { username: string; password: string };
+  proxy?: string;
+}
+
+export interface SrfCreateUacCallbacks {
+  /** Real signature is (err, req); the bundled typings wrongly say (req). */
+  cbRequest?: (err: Error | null, req?: SrfOutgoingInvite) => void;
+  cbProvisional?: (res: SrfProvisional) => void;
+}
+
 export interface SrfInstance {
+  createUAC(uri: string, opts: SrfCreateUacOptions, callbacks?: SrfCreateUacCallbacks): Promise<SrfDialog>;
   connect(opts: SrfConnectOptions): unknown;
   disconnect(): void;
   on(event: 'connect', listener: (err: Error | null, hostport: string, serverVersion?: string) => void): void;
@@ -74,6 +99,26 @@ export interface SrfInstance {
   on(event: 'reconnecting', listener: (opts: { delay: number; attempt: number }) => void): void;
   invite(handler: SrfHandler): void;
   options(handler: SrfHandler): void;
+  /**
+   * Out-of-dialog request (sip-stack.md §1.8). Resolves with the request as sent (headers as on the
+   * wire), not the response: final and provisional responses arrive as its 'response' events. With
+   * `auth`, srf answers one 401/407 itself (bumped CSeq, same Call-ID) and moves the listeners to the
+   * retry, so a 401/407 seen here means the credentials were refused. No timeout: add your own.
+   */
+  request(
+    uri: string,
+    opts: {
+      method: string;
+      headers?: Record<string, string>;
+      body?: string;
+      /** Next hop, e.g. 'sip:192.0.2.1:5060;transport=udp'; the Request-URI stays `uri`. */
+      proxy?: string;
+      auth?: { username: string; password: string };
+    },
+  ): Promise<{
+    get(name: string): string | undefined;
+    on(event: 'response', listener: (res: SrfReceivedResponse) => void): void;
+  }>;
   createUAS(
     req: SrfRequest,
     res: SrfResponse,
@@ -84,4 +129,8 @@ export interface SrfInstance {
 export interface SrfSipError extends Error {
   status: number;
   reason: string;
+}
+
+export function isSrfSipError(error: unknown): error is SrfSipError {
+  return error instanceof Error && typeof (error as Partial<SrfSipError>).status === 'number';
 }

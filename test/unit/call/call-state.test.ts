@@ -8,7 +8,7 @@ const STATES: readonly CallState[] = ['ringing', 'answering', 'active', 'ending'
 
 /** The only legal moves (STYLE.md habit 4); everything else must throw. */
 const LEGAL: Readonly<Record<CallState, readonly CallState[]>> = {
-  ringing: ['answering', 'ending'],
+  ringing: ['answering', 'active', 'ending'],
   answering: ['active', 'ending'],
   active: ['ending'],
   ending: ['ended'],
@@ -87,7 +87,15 @@ describe('reasonHeader', () => {
   /** Every cause with the Q.850 value it must carry (a missing cause is a compile error here). */
   const EXPECTED: Record<TerminationCause, number> = {
     'caller-hangup': 16,
+    'callee-hangup': 16,
     'caller-canceled': 16,
+    'callee-busy': 17,
+    'no-answer': 19,
+    'callee-declined': 21,
+    'callee-not-found': 1,
+    'trunk-auth-failed': 21,
+    'callee-unreachable': 34,
+    'outbound-failed': 41,
     'signalling-lost': 41,
     rejected: 21,
     'agent-hangup': 16,
