@@ -89,6 +89,9 @@ export function startVoxgate(config: Config, log: Logger): Voxgate {
     },
     monotonicClock,
     log,
+    config.sip.trunk.uri === ''
+      ? undefined
+      : { trunk: config.sip.trunk, placeCall: (options) => sip.placeCall(options) },
   );
   sip.on('invite', (invite) => calls.handleInvite(invite));
   log.info(

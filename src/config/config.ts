@@ -9,7 +9,18 @@ export type ProviderName = Raw['AI_PROVIDER'];
 /** The validated, typed configuration that main.ts hands to every module. */
 export interface Config {
   drachtio: { host: string; port: number; secret: string; reconnectMaxDelayMs: number };
-  sip: { userAgent: string };
+  sip: {
+    userAgent: string;
+    /** Outbound trunk; `uri` empty means outbound calls are disabled. */
+    trunk: {
+      uri: string;
+      username: string;
+      password: string;
+      callerId: string;
+      proxy: string;
+      ringTimeoutMs: number;
+    };
+  };
   rtp: {
     bindAddress: string;
     /** Empty string means "auto-detect" (resolved in main.ts). */
@@ -92,6 +103,22 @@ export function parseConfig(source: Readonly<Record<string, string | undefined>>
       show('RTP_PORT_MAX', source.RTP_PORT_MAX),
     );
   }
+  if (r.SIP_TRUNK_URI !== '' && r.SIP_CALLER_ID === '') {
+    throw new ConfigError(
+      'SIP_CALLER_ID',
+      'is empty',
+      'an E.164 number (required when SIP_TRUNK_URI is set)',
+      undefined,
+    );
+  }
+  if (r.SIP_TRUNK_USERNAME !== '' && r.SIP_TRUNK_PASSWORD === '') {
+    throw new ConfigError(
+      'SIP_TRUNK_PASSWORD',
+      'is empty',
+      'the trunk password (required with SIP_TRUNK_USERNAME)',
+      undefined,
+    );
+  }
   if (r.AI_PROVIDER === 'openai' && r.OPENAI_API_KEY === '') {
     throw new ConfigError(
       'OPENAI_API_KEY',
@@ -108,7 +135,17 @@ export function parseConfig(source: Readonly<Record<string, string | undefined>>
       secret: r.DRACHTIO_SECRET,
       reconnectMaxDelayMs: r.DRACHTIO_RECONNECT_MAX_DELAY_MS,
     },
-    sip: { userAgent: r.SIP_USER_AGENT },
+    sip: {
+      userAgent: r.SIP_USER_AGENT,
+      trunk: {
+        uri: r.SIP_TRUNK_URI,
+        username: r.SIP_TRUNK_USERNAME,
+        password: r.SIP_TRUNK_PASSWORD,
+        callerId: r.SIP_CALLER_ID,
+        proxy: r.SIP_OUTBOUND_PROXY,
+        ringTimeoutMs: r.OUTBOUND_RING_TIMEOUT_MS,
+      },
+    },
     rtp: {
       bindAddress: r.RTP_BIND_ADDRESS,
       publicAddress: r.RTP_PUBLIC_ADDRESS,

@@ -52,12 +52,28 @@ const address = z
   .trim()
   .refine((v) => isIP(v) !== 0, { error: 'is not an IP address' });
 
+const sipUriOrEmpty = z
+  .string()
+  .trim()
+  .refine((v) => v === '' || /^sips?:[^\s]+$/i.test(v), { error: 'is not a sip: URI' });
+
+const e164OrEmpty = z
+  .string()
+  .trim()
+  .refine((v) => v === '' || /^\+[1-9]\d{6,14}$/.test(v), { error: 'is not an E.164 number' });
+
 export const configFields = {
   DRACHTIO_HOST: { schema: z.string().trim().min(1, { error: 'is empty' }), expected: 'a host name or IP' },
   DRACHTIO_PORT: { schema: int(1, 65535), expected: 'a TCP port 1-65535' },
   DRACHTIO_SECRET: { schema: z.string().min(1, { error: 'is empty' }), expected: 'a non-empty string' },
   DRACHTIO_RECONNECT_MAX_DELAY_MS: { schema: int(100, 600_000), expected: 'milliseconds 100-600000' },
   SIP_USER_AGENT: { schema: z.string().trim().min(1, { error: 'is empty' }), expected: 'a non-empty string' },
+  SIP_TRUNK_URI: { schema: sipUriOrEmpty, expected: 'a sip: URI such as sip:name.pstn.twilio.com, or empty' },
+  SIP_TRUNK_USERNAME: { schema: z.string().trim(), expected: 'the trunk digest user name, or empty' },
+  SIP_TRUNK_PASSWORD: { schema: z.string(), expected: 'the trunk digest password, or empty', secret: true },
+  SIP_CALLER_ID: { schema: e164OrEmpty, expected: 'an E.164 number such as +15550100, or empty' },
+  SIP_OUTBOUND_PROXY: { schema: sipUriOrEmpty, expected: 'a sip: URI, or empty' },
+  OUTBOUND_RING_TIMEOUT_MS: { schema: int(1000, 300_000), expected: 'milliseconds 1000-300000' },
   RTP_BIND_ADDRESS: { schema: address, expected: 'an IPv4 or IPv6 address' },
   RTP_PUBLIC_ADDRESS: {
     schema: z.union([z.literal(''), address], { error: 'is not an IP address' }),
