@@ -2,6 +2,7 @@ import { g711Ms } from '../core/audio.js';
 import type { Clock } from '../core/clock.js';
 import type { Logger } from '../core/log.js';
 import type { MediaSession } from '../media/media-session.js';
+import { createCallerToProvider, createProviderToCaller } from '../media/audio-convert.js';
 import type { AgentAudio, RealtimeSession, Transcript } from '../ai/realtime.js';
 
 export interface BridgeCallbacks {
@@ -33,6 +34,7 @@ export class AudioBridge {
   readonly #startedAt: number;
   #lastAgentAudioAt = -Infinity;
   #stopped = false;
+  readonly #toCaller: ReturnType<typeof createProviderToCaller>;
 
   constructor(
     media: MediaSession,
@@ -49,15 +51,18 @@ export class AudioBridge {
     this.#clock = clock;
     this.#startedAt = clock.now();
 
+    // Convert between the call's G.711 and what the provider speaks (identity for G.711 providers).
+    const toProvider = createCallerToProvider(media.codec, ai.audioFormats.input);
+    this.#toCaller = createProviderToCaller(media.codec, ai.audioFormats.output);
     media.endpoint.on('audio', (payload) => {
-      if (!this.#stopped) ai.sendAudio(payload);
+      if (!this.#stopped) ai.sendAudio(toProvider(payload));
     });
     const onAgentAudio = ({ data, itemId }: AgentAudio): void => {
       if (this.#stopped) return;
       const now = clock.now();
       this.stats.firstAgentAudioMs ??= now - this.#startedAt;
       this.#lastAgentAudioAt = now;
-      media.outbound.enqueue(data, itemId);
+      media.outbound.enqueue(this.#toCaller(data), itemId);
     };
     for (const audio of early) onAgentAudio(audio);
     ai.on('audio', onAgentAudio);
@@ -74,6 +79,7 @@ export class AudioBridge {
     if (this.#stopped) return;
     const outbound = this.#media.outbound;
     const dropped = outbound.flush();
+    this.#toCaller.reset(); // the cut reply's filter history and odd byte must not leak into the next
     const playing = outbound.playingTag;
     const streaming = this.#clock.now() - this.#lastAgentAudioAt < STREAMING_WINDOW_MS;
     // Items the caller did not hear in full: the one playing (if cut or still streaming) and every

@@ -63,6 +63,8 @@ export class OutboundAudio implements Paced {
   #resyncMarker = true;
   #paused = false;
   #playedTag: string | undefined;
+  #filler: Uint8Array | undefined;
+  #fillerOffset = 0;
   #playedTagBytes = 0;
 
   constructor(options: OutboundAudioOptions) {
@@ -107,6 +109,15 @@ export class OutboundAudio implements Paced {
   /** Bytes of `tag` that have actually been sent as RTP. */
   sentBytesOf(tag: string): number {
     return tag === this.#playedTag ? this.#playedTagBytes : 0;
+  }
+
+  /**
+   * A looped sound played whenever the queue is empty (ringback during a transfer), or undefined for
+   * silence. Queued audio always wins; the loop restarts from its beginning each time it is set.
+   */
+  setFiller(loop: Uint8Array | undefined): void {
+    this.#filler = loop !== undefined && loop.length > 0 ? loop : undefined;
+    this.#fillerOffset = 0;
   }
 
   /** Hold (we are recvonly/inactive): keep time, send nothing, drop what the AI says meanwhile. */
@@ -167,7 +178,17 @@ export class OutboundAudio implements Paced {
       this.#playedTagBytes += take;
       if (chunk.offset >= chunk.data.length) this.#queue.shift();
     }
+    if (filled === 0 && this.#filler !== undefined) return this.#fillFromLoop(this.#filler);
     if (filled < frame.length) frame.fill(this.#silence, filled);
     return filled > 0;
+  }
+
+  #fillFromLoop(loop: Uint8Array): boolean {
+    const frame = this.#frame;
+    for (let i = 0; i < frame.length; i++) {
+      frame[i] = loop[this.#fillerOffset]!;
+      this.#fillerOffset = (this.#fillerOffset + 1) % loop.length;
+    }
+    return true;
   }
 }

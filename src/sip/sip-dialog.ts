@@ -1,6 +1,7 @@
 import { TypedEmitter } from '../core/events.js';
 import { TimeoutError } from '../core/errors.js';
 import type { SrfDialog, SrfResponse } from './srf-types.js';
+import { isTerminated, sipfragStatus } from './sipfrag.js';
 
 /** A re-INVITE: answer it with our SDP, or reject it. */
 export interface ReInvite {
@@ -22,7 +23,21 @@ export interface DialogEnded {
 /** srf's reason for a BYE that came from the network; anything else is the server's own Reason text. */
 const NETWORK_BYE_REASON = 'normal release';
 
+/** How a REFER ended (RFC 3515): accepted and connected, refused outright, or failed/unknown later. */
+export type ReferOutcome =
+  | { outcome: 'succeeded'; status: number }
+  | { outcome: 'refused'; status: number }
+  | { outcome: 'failed'; status: number }
+  | { outcome: 'timeout' };
+
+/** An INFO request carrying DTMF (parsed by the DTMF stage). */
+export interface InfoRequest {
+  contentType: string | undefined;
+  body: string;
+}
+
 export interface SipDialogEvents extends Record<string, unknown[]> {
+  info: [InfoRequest];
   ended: [DialogEnded];
   reinvite: [ReInvite];
   /** ACK for our 2xx; `sdp` is the answer when our 2xx carried the offer (late offer). */
@@ -33,8 +48,15 @@ export interface SipDialogEvents extends Record<string, unknown[]> {
 const BYE_TIMEOUT_MS = 5000;
 
 /** An established INVITE dialog. */
+type NotifyListener = (
+  event: string | undefined,
+  subscriptionState: string | undefined,
+  body: string,
+) => void;
+
 export class SipDialog extends TypedEmitter<SipDialogEvents> {
   readonly #dialog: SrfDialog;
+  readonly #notifyListeners = new Set<NotifyListener>();
   readonly #userAgent: string;
   #ended = false;
 
@@ -50,7 +72,15 @@ export class SipDialog extends TypedEmitter<SipDialogEvents> {
     });
     dialog.on('ack', (req) => this.safeEmit('ack', req.body ?? ''));
     dialog.on('modify', (req, res) => this.safeEmit('reinvite', this.#reinvite(req.body ?? '', res)));
-    // Out-of-scope in-dialog requests get a plain 200 from srf; INFO DTMF is handled by a later stage.
+    dialog.on('info', (req, res) => {
+      res.send(200);
+      this.safeEmit('info', { contentType: req.get('Content-Type'), body: req.body ?? '' });
+    });
+    dialog.on('notify', (req, res) => {
+      res.send(200);
+      for (const listener of this.#notifyListeners)
+        listener(req.get('Event'), req.get('Subscription-State'), req.body ?? '');
+    });
   }
 
   get id(): string {
@@ -86,6 +116,46 @@ export class SipDialog extends TypedEmitter<SipDialogEvents> {
       ]);
     } finally {
       clearTimeout(timer);
+    }
+  }
+
+  /**
+   * Blind transfer (RFC 3515): REFER, then follow the implicit subscription's sipfrag NOTIFYs until a
+   * final status or `timeoutMs`. The NOTIFY listener is in place before the REFER goes out, since the
+   * first NOTIFY can race the 202. Does not hang up: the caller decides (BYE on success).
+   */
+  async refer(referTo: string, timeoutMs: number): Promise<ReferOutcome> {
+    if (this.#ended) return { outcome: 'failed', status: 481 };
+    let timer: NodeJS.Timeout | undefined;
+    let listener: NotifyListener | undefined;
+    const final = new Promise<ReferOutcome>((resolve) => {
+      timer = setTimeout(() => resolve({ outcome: 'timeout' }), timeoutMs);
+      listener = (event, state, body) => {
+        if (event !== undefined && !/^refer\b/i.test(event)) return;
+        const status = sipfragStatus(body);
+        if (status !== undefined && status >= 200) {
+          resolve(status < 300 ? { outcome: 'succeeded', status } : { outcome: 'failed', status });
+        } else if (isTerminated(state)) {
+          resolve({ outcome: 'failed', status: status ?? 0 });
+        }
+      };
+      this.#notifyListeners.add(listener);
+    });
+    try {
+      const response = await this.#dialog.request({
+        method: 'REFER',
+        headers: {
+          'Refer-To': `<${referTo}>`,
+          'Referred-By': `<${this.#dialog.local.uri}>`,
+          'User-Agent': this.#userAgent,
+        },
+      });
+      if (response.status !== 202 && response.status !== 200)
+        return { outcome: 'refused', status: response.status };
+      return await final;
+    } finally {
+      clearTimeout(timer);
+      if (listener) this.#notifyListeners.delete(listener);
     }
   }
 
