@@ -34,6 +34,7 @@ export class AudioBridge {
   readonly #startedAt: number;
   #lastAgentAudioAt = -Infinity;
   #stopped = false;
+  #paused = false;
   readonly #toCaller: ReturnType<typeof createProviderToCaller>;
 
   constructor(
@@ -55,10 +56,10 @@ export class AudioBridge {
     const toProvider = createCallerToProvider(media.codec, ai.audioFormats.input);
     this.#toCaller = createProviderToCaller(media.codec, ai.audioFormats.output);
     media.endpoint.on('audio', (payload) => {
-      if (!this.#stopped) ai.sendAudio(toProvider(payload));
+      if (!this.#stopped && !this.#paused) ai.sendAudio(toProvider(payload));
     });
     const onAgentAudio = ({ data, itemId }: AgentAudio): void => {
-      if (this.#stopped) return;
+      if (this.#stopped || this.#paused) return;
       const now = clock.now();
       this.stats.firstAgentAudioMs ??= now - this.#startedAt;
       this.#lastAgentAudioAt = now;
@@ -76,7 +77,7 @@ export class AudioBridge {
 
   /** The caller talks over the agent: silence within one packet time, then tell the provider what was heard. */
   bargeIn(): void {
-    if (this.#stopped) return;
+    if (this.#stopped || this.#paused) return;
     const outbound = this.#media.outbound;
     const dropped = outbound.flush();
     this.#toCaller.reset(); // the cut reply's filter history and odd byte must not leak into the next
@@ -93,6 +94,20 @@ export class AudioBridge {
       this.#log.debug({ itemId, playedMs }, 'barge-in: playback flushed');
       if (this.#ai.capabilities.truncate) this.#ai.truncate(itemId, playedMs);
     }
+  }
+
+  /**
+   * While a transfer is in progress the agent is out of the conversation: caller audio is not sent to
+   * it and anything it says is dropped. resume() brings it back.
+   */
+  pause(): void {
+    this.#paused = true;
+    this.#media.outbound.flush();
+    this.#toCaller.reset();
+  }
+
+  resume(): void {
+    this.#paused = false;
   }
 
   stop(): void {

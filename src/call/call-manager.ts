@@ -6,21 +6,11 @@ import type { InboundInvite } from '../sip/inbound-invite.js';
 import { Call, type CallSummary } from './call.js';
 import { runInboundCall, type CallSetupDeps } from './inbound-call.js';
 import type { Termination } from './termination.js';
-import { runOutboundCall, type OutboundCallDeps, type OutboundCallRequest } from './outbound-call.js';
+import { runOutboundCall, type OutboundCallRequest, type OutboundSetup } from './outbound-call.js';
+import { CallControlError } from './errors.js';
 
-/** The outbound half of the dependencies: the trunk and a way to send INVITEs. */
-export type OutboundSetup = Pick<OutboundCallDeps, 'trunk' | 'placeCall'>;
-
-/** A refused call-control request; `code` is the contract the HTTP API maps to a status. */
-export class CallControlError extends Error {
-  override readonly name = 'CallControlError';
-  constructor(
-    readonly code: 'busy' | 'not_configured' | 'not_found' | 'invalid_state' | 'destination_not_allowed',
-    message: string,
-  ) {
-    super(message);
-  }
-}
+export { CallControlError } from './errors.js';
+export type { OutboundSetup } from './outbound-call.js';
 
 export interface CallManagerOptions {
   maxConcurrent: number;

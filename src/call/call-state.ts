@@ -1,13 +1,16 @@
 import { InvalidStateError } from '../core/errors.js';
 
 /** A call's life, as one union (never a set of booleans). */
-export type CallState = 'ringing' | 'answering' | 'active' | 'ending' | 'ended';
+export type CallState = 'ringing' | 'answering' | 'active' | 'transferring' | 'bridged' | 'ending' | 'ended';
 
 const ALLOWED: Readonly<Record<CallState, readonly CallState[]>> = {
   // Outbound calls go straight from ringing to active when the callee answers.
   ringing: ['answering', 'active', 'ending'],
   answering: ['active', 'ending'],
-  active: ['ending'],
+  active: ['transferring', 'ending'],
+  // A failed transfer returns the caller to the agent; a bridged one relays caller ↔ human.
+  transferring: ['active', 'bridged', 'ending'],
+  bridged: ['ending'],
   ending: ['ended'],
   ended: [],
 };

@@ -3,13 +3,30 @@ import { TypedEmitter } from '../core/events.js';
 import { errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import type { MediaSession, MediaSessionStats } from '../media/media-session.js';
+import type { MediaRelay } from '../media/relay.js';
 import type { RealtimeSession, Transcript } from '../ai/realtime.js';
 import type { SipDialog } from '../sip/sip-dialog.js';
 import type { AudioBridge, BridgeStats } from './audio-bridge.js';
 import { CallStateMachine, type CallState } from './call-state.js';
 import { reasonHeader, type Termination } from './termination.js';
 
+/** The second leg of a bridged transfer. */
+export interface TransferLeg {
+  dialog: SipDialog;
+  media: MediaSession;
+  relay: MediaRelay;
+}
+
+/** Milestones that monitoring (webhooks, metrics) follows; `ended` carries the termination. */
+export type CallProgress =
+  | { type: 'ringing' }
+  | { type: 'answered' }
+  | { type: 'transfer.started'; target: string; mode: string }
+  | { type: 'transfer.succeeded'; target: string; mode: string }
+  | { type: 'transfer.failed'; target: string; mode: string; reason: string };
+
 export interface CallEvents extends Record<string, unknown[]> {
+  progress: [CallProgress];
   ended: [Termination];
 }
 
@@ -42,6 +59,7 @@ export class Call extends TypedEmitter<CallEvents> {
   #media: MediaSession | undefined;
   #session: RealtimeSession | undefined;
   #bridge: AudioBridge | undefined;
+  #transferLeg: TransferLeg | undefined;
   #termination: Termination | undefined;
   #ending: Promise<void> | undefined;
 
@@ -97,6 +115,30 @@ export class Call extends TypedEmitter<CallEvents> {
     this.#bridge = bridge;
   }
 
+  get bridge(): AudioBridge | undefined {
+    return this.#bridge;
+  }
+
+  get session(): RealtimeSession | undefined {
+    return this.#session;
+  }
+
+  /** Bridged transfer: the call now also owns the human's leg and the relay between the two. */
+  attachTransferLeg(leg: TransferLeg): void {
+    this.#transferLeg = leg;
+  }
+
+  /** The agent leaves the conversation (bridged transfer): stop the bridge and close the session. */
+  releaseAgent(): void {
+    this.#bridge?.stop();
+    this.#session?.close();
+  }
+
+  report(progress: CallProgress): void {
+    this.log.info({ ...progress, type: undefined, event: progress.type }, 'call progress');
+    this.safeEmit('progress', progress);
+  }
+
   addTranscript(entry: Transcript): void {
     this.transcript.push(entry);
     this.log.debug({ pii: { role: entry.role, text: entry.text } }, 'transcript');
@@ -132,15 +174,20 @@ export class Call extends TypedEmitter<CallEvents> {
     );
     try {
       this.#bridge?.stop();
-      const dialog = this.#dialog;
-      if (dialog && !dialog.ended) {
-        try {
-          await dialog.hangUp(reasonHeader(termination.cause));
-        } catch (error) {
-          this.log.warn({ err: errorMessage(error) }, 'BYE failed; releasing the call anyway');
-        }
-      }
+      this.#transferLeg?.relay.stop();
+      const reason = reasonHeader(termination.cause);
+      await Promise.all(
+        [this.#dialog, this.#transferLeg?.dialog].map(async (dialog) => {
+          if (!dialog || dialog.ended) return;
+          try {
+            await dialog.hangUp(reason);
+          } catch (error) {
+            this.log.warn({ err: errorMessage(error) }, 'BYE failed; releasing the call anyway');
+          }
+        }),
+      );
       this.#media?.close();
+      this.#transferLeg?.media.close();
       this.#session?.close();
     } finally {
       clearTimeout(watchdog);

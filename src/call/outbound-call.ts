@@ -41,6 +41,9 @@ export interface OutboundCallDeps extends CallSetupDeps {
   placeCall(options: OutboundInviteOptions): Promise<SipDialog>;
 }
 
+/** The outbound half of the dependencies: the trunk and a way to send INVITEs. */
+export type OutboundSetup = Pick<OutboundCallDeps, 'trunk' | 'placeCall'>;
+
 const FAILURE_CAUSE: Readonly<Record<OutboundFailure, TerminationCause>> = {
   busy: 'callee-busy',
   'no-answer': 'no-answer',

@@ -13,6 +13,7 @@ export type TerminationCause =
   | 'signalling-lost'
   | 'rejected'
   | 'agent-hangup'
+  | 'transferred'
   | 'provider-failed'
   | 'media-timeout'
   | 'negotiation-failed'
@@ -42,6 +43,7 @@ const Q850: Readonly<Record<TerminationCause, number>> = {
   'signalling-lost': 41,
   rejected: 21,
   'agent-hangup': 16,
+  transferred: 16,
   'provider-failed': 41, // temporary failure
   'media-timeout': 102, // recovery on timer expiry
   'negotiation-failed': 88, // incompatible destination
@@ -63,6 +65,7 @@ const REASON_TEXT: Readonly<Record<TerminationCause, string>> = {
   'signalling-lost': 'Signalling lost',
   rejected: 'Call rejected',
   'agent-hangup': 'Agent ended the call',
+  transferred: 'Call transferred',
   'provider-failed': 'AI provider failed',
   'media-timeout': 'Media timeout',
   'negotiation-failed': 'Media negotiation failed',

@@ -37,7 +37,8 @@ export class MediaSession {
   #media: NegotiatedMedia;
   #latchedTo: string | undefined;
   #startedAt: number;
-  #timeoutPausedSince: number | undefined;
+  /** Why media timeouts are paused right now (hold, transfer); empty = running. */
+  readonly #timeoutPauses = new Set<'hold' | 'transfer'>();
   #closed = false;
 
   constructor(lease: PortLease, media: NegotiatedMedia, mediaClock: MediaClock, clock: Clock, log: Logger) {
@@ -91,7 +92,7 @@ export class MediaSession {
 
   /** Describes a media timeout if one has expired at `now`, else undefined. */
   checkTimeout(timeouts: MediaTimeouts, now: number = this.#clock.now()): string | undefined {
-    if (this.#closed || this.#timeoutPausedSince !== undefined) return undefined;
+    if (this.#closed || this.#timeoutPauses.size > 0) return undefined;
     const last = this.endpoint.lastReceivedAt;
     if (last === undefined) {
       if (timeouts.initialMs > 0 && now - this.#startedAt >= timeouts.initialMs)
@@ -127,14 +128,23 @@ export class MediaSession {
       (this.#media.localDirection === 'sendrecv' || this.#media.localDirection === 'sendonly') &&
       !isUnspecifiedAddress(this.#media.remoteAddress);
     this.outbound.setPaused(!weSend);
-    const hold = this.remoteOnHold;
-    if (hold && this.#timeoutPausedSince === undefined) this.#timeoutPausedSince = this.#clock.now();
-    if (!hold && this.#timeoutPausedSince !== undefined) {
-      // Resume: the steady timeout restarts from now, not from the last packet before the hold.
-      this.#timeoutPausedSince = undefined;
-      this.#startedAt = this.#clock.now();
-      if (this.endpoint.lastReceivedAt !== undefined) this.endpoint.lastReceivedAt = this.#startedAt;
+    this.#setTimeoutPause('hold', this.remoteOnHold);
+  }
+
+  /** A transfer in progress pauses media timeouts (the carrier may hold or stop the caller's RTP). */
+  setTransferInProgress(inProgress: boolean): void {
+    this.#setTimeoutPause('transfer', inProgress);
+  }
+
+  #setTimeoutPause(reason: 'hold' | 'transfer', paused: boolean): void {
+    if (paused) {
+      this.#timeoutPauses.add(reason);
+      return;
     }
+    if (!this.#timeoutPauses.delete(reason) || this.#timeoutPauses.size > 0) return;
+    // Resume: the steady timeout restarts from now, not from the last packet before the pause.
+    this.#startedAt = this.#clock.now();
+    if (this.endpoint.lastReceivedAt !== undefined) this.endpoint.lastReceivedAt = this.#startedAt;
   }
 }
 

@@ -64,6 +64,7 @@ class FakeRealtimeSession extends TypedEmitter<RealtimeEvents> implements Realti
   sendAudio(data: Uint8Array): void {
     this.sent.push(Uint8Array.from(data));
   }
+  respond(): void {}
   truncate(itemId: string, playedMs: number): void {
     this.truncates.push([itemId, playedMs]);
   }

@@ -4,13 +4,23 @@ import { InvalidStateError } from '../../../src/core/errors.js';
 import { CallStateMachine, type CallState } from '../../../src/call/call-state.js';
 import { reasonHeader, type TerminationCause } from '../../../src/call/termination.js';
 
-const STATES: readonly CallState[] = ['ringing', 'answering', 'active', 'ending', 'ended'];
+const STATES: readonly CallState[] = [
+  'ringing',
+  'answering',
+  'active',
+  'transferring',
+  'bridged',
+  'ending',
+  'ended',
+];
 
 /** The only legal moves (STYLE.md habit 4); everything else must throw. */
 const LEGAL: Readonly<Record<CallState, readonly CallState[]>> = {
   ringing: ['answering', 'active', 'ending'],
   answering: ['active', 'ending'],
-  active: ['ending'],
+  active: ['transferring', 'ending'],
+  transferring: ['active', 'bridged', 'ending'],
+  bridged: ['ending'],
   ending: ['ended'],
   ended: [],
 };
@@ -21,6 +31,8 @@ function machineIn(state: CallState): CallStateMachine {
     ringing: [],
     answering: ['answering'],
     active: ['answering', 'active'],
+    transferring: ['answering', 'active', 'transferring'],
+    bridged: ['answering', 'active', 'transferring', 'bridged'],
     ending: ['ending'],
     ended: ['ending', 'ended'],
   };
@@ -99,6 +111,7 @@ describe('reasonHeader', () => {
     'signalling-lost': 41,
     rejected: 21,
     'agent-hangup': 16,
+    transferred: 16,
     'provider-failed': 41,
     'media-timeout': 102,
     'negotiation-failed': 88,
