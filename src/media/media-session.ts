@@ -2,7 +2,9 @@ import { randomInt } from 'node:crypto';
 import type { Clock } from '../core/clock.js';
 import type { Logger } from '../core/log.js';
 import type { G711Codec } from '../core/audio.js';
-import type { MediaClock } from './media-clock.js';
+import type { MediaClock, Paced } from './media-clock.js';
+import { TypedEmitter } from '../core/events.js';
+import { DtmfReceiver, DtmfSender, type DtmfDigitEvent } from './dtmf.js';
 import { OutboundAudio, type OutboundStats } from './outbound-audio.js';
 import type { PortLease } from './port-pool.js';
 import { RtpEndpoint, type RtpStats } from './rtp-endpoint.js';
@@ -28,7 +30,12 @@ const MAX_OUTBOUND_QUEUE_MS = 120_000;
  * One call's media: the RTP port lease, the endpoint and the paced outbound stream. Owns all three and
  * frees them in close(). Knows nothing of SIP or AI.
  */
-export class MediaSession {
+export interface MediaSessionEvents extends Record<string, unknown[]> {
+  /** A keypad digit from RFC 4733 telephone-events, reported once when the key is released. */
+  digit: [DtmfDigitEvent];
+}
+
+export class MediaSession extends TypedEmitter<MediaSessionEvents> implements Paced {
   readonly endpoint: RtpEndpoint;
   readonly outbound: OutboundAudio;
   readonly #lease: PortLease;
@@ -41,7 +48,11 @@ export class MediaSession {
   readonly #timeoutPauses = new Set<'hold' | 'transfer'>();
   #closed = false;
 
+  readonly #dtmfReceiver = new DtmfReceiver();
+  #dtmfSender: DtmfSender | undefined;
+
   constructor(lease: PortLease, media: NegotiatedMedia, mediaClock: MediaClock, clock: Clock, log: Logger) {
+    super((error, event) => log.error({ err: error, event }, 'media listener threw'));
     this.#lease = lease;
     this.#media = media;
     this.#mediaClock = mediaClock;
@@ -60,8 +71,33 @@ export class MediaSession {
       maxQueueMs: MAX_OUTBOUND_QUEUE_MS,
     });
     this.#applyDirection();
+    this.endpoint.on('telephoneEvent', (payload, timestamp, marker) =>
+      this.#dtmfReceiver.onPacket(payload, timestamp, marker, clock.now()),
+    );
+    this.#dtmfReceiver.on('digit', (digit) => this.safeEmit('digit', digit));
     // Start sending at once (silence): opens NAT pinholes and keeps carrier RTP timers happy.
-    mediaClock.add(this.outbound);
+    mediaClock.add(this);
+  }
+
+  /** The shared clock's 20 ms tick: time out DTMF events whose end packets were lost, then send. */
+  onTick(slotTime: number): void {
+    this.#dtmfReceiver.tick(slotTime);
+    this.outbound.onTick(slotTime);
+  }
+
+  /**
+   * Queues keypad digits as RFC 4733 events (IVR navigation). Returns false when the far end did not
+   * negotiate telephone-event, so digits cannot be sent in band.
+   */
+  sendDigits(digits: string, durationMs?: number): boolean {
+    const payloadType = this.#media.telephoneEventPayloadType;
+    if (payloadType === undefined) return false;
+    if (!this.#dtmfSender) {
+      this.#dtmfSender = new DtmfSender({ payloadType });
+      this.outbound.setDtmfSender(this.#dtmfSender);
+    }
+    this.#dtmfSender.enqueue(digits, durationMs);
+    return true;
   }
 
   get port(): number {
@@ -116,7 +152,9 @@ export class MediaSession {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#mediaClock.remove(this.outbound);
+    this.#mediaClock.remove(this);
+    this.#dtmfReceiver.reset();
+    this.removeAllListeners();
     this.outbound.flush();
     this.endpoint.close();
     this.#lease.release();

@@ -2,6 +2,7 @@ import type { G711Codec } from '../core/audio.js';
 import { FRAME_MS, SAMPLES_PER_FRAME } from '../core/audio.js';
 import type { Paced } from './media-clock.js';
 import { SILENCE_BYTE } from './g711.js';
+import type { DtmfSender } from './dtmf.js';
 
 /** Where a finished 20 ms frame goes (the RTP endpoint, in production). */
 export interface FrameSink {
@@ -16,6 +17,8 @@ export interface OutboundStats {
   overflowBytes: number;
   /** Frames skipped (timestamp advanced, nothing sent) after an event-loop stall. */
   skippedFrames: number;
+  /** RFC 4733 telephone-event packets sent in place of audio. */
+  dtmfPackets: number;
 }
 
 export interface OutboundAudioOptions {
@@ -49,6 +52,7 @@ export class OutboundAudio implements Paced {
     silenceFramesSent: 0,
     overflowBytes: 0,
     skippedFrames: 0,
+    dtmfPackets: 0,
   };
   readonly #options: OutboundAudioOptions;
   readonly #queue: Chunk[] = [];
@@ -64,6 +68,7 @@ export class OutboundAudio implements Paced {
   #paused = false;
   #playedTag: string | undefined;
   #filler: Uint8Array | undefined;
+  #dtmf: DtmfSender | undefined;
   #fillerOffset = 0;
   #playedTagBytes = 0;
 
@@ -145,10 +150,22 @@ export class OutboundAudio implements Paced {
     for (; pending > 0; pending--) this.#emitFrame();
   }
 
+  /** RFC 4733 events take over the slots they need; audio waits (never overlaps an event). */
+  setDtmfSender(sender: DtmfSender | undefined): void {
+    this.#dtmf = sender;
+  }
+
   #emitFrame(): void {
     const timestamp = this.#options.initialTimestamp + this.#frameIndex * SAMPLES_PER_FRAME;
     this.#frameIndex++;
     if (this.#paused) return;
+    const event = this.#dtmf?.next(timestamp);
+    if (event !== undefined) {
+      this.#options.sink.send(event.payloadType, event.payload, event.timestamp, event.marker);
+      this.stats.framesSent++;
+      this.stats.dtmfPackets++;
+      return;
+    }
     const hasAudio = this.#fillFrame();
     // Marker: first packet of a talkspurt, and the first after any timestamp discontinuity.
     const marker = this.#resyncMarker || (hasAudio && !this.#lastWasAudio);
