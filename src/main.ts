@@ -12,8 +12,12 @@ import { PortPool } from './media/port-pool.js';
 import type { RealtimeProvider } from './ai/realtime.js';
 import { EchoProvider } from './ai/providers/echo.js';
 import { OpenAIRealtimeProvider } from './ai/providers/openai/session.js';
+import { GeminiLiveProvider } from './ai/providers/gemini/session.js';
+import { DoubaoRealtimeProvider } from './ai/providers/doubao/session.js';
 import { SipAgent } from './sip/sip-agent.js';
-import { CallManager } from './call/call-manager.js';
+import { CallManager, type OutboundSetup } from './call/call-manager.js';
+import { Transferrer } from './call/transfer.js';
+import { toolDeclarations } from './call/tools.js';
 
 /** The composition root: the only place that builds concrete implementations and reads the environment. */
 
@@ -45,6 +49,13 @@ function createProvider(config: Config): RealtimeProvider {
         ...config.ai.openai,
         connectTimeoutMs: config.ai.connectTimeoutMs,
       });
+    case 'gemini':
+      return new GeminiLiveProvider({ ...config.ai.gemini, connectTimeoutMs: config.ai.connectTimeoutMs });
+    case 'doubao':
+      return new DoubaoRealtimeProvider({
+        ...config.ai.doubao,
+        connectTimeoutMs: config.ai.connectTimeoutMs,
+      });
   }
 }
 
@@ -68,6 +79,22 @@ export function startVoxgate(config: Config, log: Logger): Voxgate {
     { ...config.drachtio, userAgent: config.sip.userAgent },
     log.child({ component: 'sip' }),
   );
+  const outbound: OutboundSetup | undefined =
+    config.sip.trunk.uri === ''
+      ? undefined
+      : { trunk: config.sip.trunk, placeCall: (options) => sip.placeCall(options) };
+  const transferrer =
+    config.transfer.targets.size === 0
+      ? undefined
+      : new Transferrer(
+          {
+            mode: config.transfer.mode,
+            targets: config.transfer.targets,
+            timeoutMs: config.transfer.timeoutMs,
+          },
+          { ports, mediaClock, clock: monotonicClock, publicAddress, userAgent: config.sip.userAgent },
+          outbound,
+        );
   const calls = new CallManager(
     {
       maxConcurrent: config.calls.maxConcurrent,
@@ -80,6 +107,13 @@ export function startVoxgate(config: Config, log: Logger): Voxgate {
       clock: monotonicClock,
       provider,
       publicAddress,
+      tools: toolDeclarations(transferrer?.targetNames ?? []),
+      transferrer,
+      dtmf: {
+        transferKey: config.transfer.dtmfKey,
+        toAgent: config.dtmfToAgent,
+        transferKeywords: config.transferKeywords,
+      },
       codecPreference: config.rtp.codecPreference,
       userAgent: config.sip.userAgent,
       instructions: config.ai.instructions,
@@ -89,9 +123,7 @@ export function startVoxgate(config: Config, log: Logger): Voxgate {
     },
     monotonicClock,
     log,
-    config.sip.trunk.uri === ''
-      ? undefined
-      : { trunk: config.sip.trunk, placeCall: (options) => sip.placeCall(options) },
+    outbound,
   );
   sip.on('invite', (invite) => calls.handleInvite(invite));
   log.info(

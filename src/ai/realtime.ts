@@ -88,6 +88,11 @@ export interface RealtimeSession extends Pick<TypedEmitter<RealtimeEvents>, 'on'
    */
   truncate(itemId: string, playedMs: number): void;
   sendToolResult(callId: string, output: unknown): void;
+  /**
+   * Ask the agent to speak now, following `instructions` (a greeting, or "tell the caller the transfer
+   * failed"). Providers without a way to steer a turn speak nothing.
+   */
+  respond(instructions: string): void;
   /** Ends the session; idempotent. */
   close(): void;
 }

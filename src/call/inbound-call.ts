@@ -13,11 +13,13 @@ import {
   type LocalMediaParams,
   type NegotiatedMedia,
 } from '../media/sdp.js';
-import type { RealtimeProvider, RealtimeSession } from '../ai/realtime.js';
+import type { RealtimeProvider, RealtimeSession, ToolDeclaration } from '../ai/realtime.js';
 import { CallCanceledError, type InboundInvite } from '../sip/inbound-invite.js';
 import type { ReInvite, SipDialog } from '../sip/sip-dialog.js';
 import { AudioBridge } from './audio-bridge.js';
 import { EarlyAudio } from './early-audio.js';
+import { wireCallFeatures, type DtmfPolicy } from './call-features.js';
+import type { Transferrer } from './transfer.js';
 import type { Call } from './call.js';
 
 /** What both call directions need to set a call up. */
@@ -34,6 +36,10 @@ export interface CallSetupDeps {
   greeting: string;
   connectTimeoutMs: number;
   busyRetryAfterS: number;
+  /** Tools offered to the model (transfer, end_call, send_dtmf). */
+  tools: readonly ToolDeclaration[];
+  transferrer: Transferrer | undefined;
+  dtmf: DtmfPolicy;
 }
 
 /** How long we wait for the ACK that carries the answer to a late-offer 200 OK (RFC 3261 64·T1). */
@@ -88,6 +94,7 @@ export async function runInboundCall(invite: InboundInvite, call: Call, deps: Ca
         codec,
         instructions: deps.instructions,
         greeting: deps.greeting,
+        tools: deps.tools,
         log: call.log,
         signal: abort.signal,
       });
@@ -152,7 +159,9 @@ export async function runInboundCall(invite: InboundInvite, call: Call, deps: Ca
     );
     call.attachBridge(bridge);
     dialog.on('reinvite', (reinvite) => handleReinvite(reinvite, dialog, media, local, call));
+    wireCallFeatures(call, session, media, dialog, deps.transferrer, deps.dtmf);
     call.transition('active');
+    call.report({ type: 'answered' });
     call.log.info(
       {
         codec: negotiated.codec,

@@ -13,6 +13,7 @@ import type { SipDialog } from '../sip/sip-dialog.js';
 import { AudioBridge } from './audio-bridge.js';
 import type { Call } from './call.js';
 import { EarlyAudio } from './early-audio.js';
+import { wireCallFeatures } from './call-features.js';
 import type { CallSetupDeps } from './inbound-call.js';
 import type { TerminationCause } from './termination.js';
 
@@ -90,12 +91,14 @@ export async function runOutboundCall(
       codec,
       instructions: request.instructions ?? deps.instructions,
       greeting: request.greeting ?? deps.greeting,
+      tools: deps.tools,
       log: call.log,
       signal: abort.signal,
     });
     // If the AI cannot come up, cancel the INVITE: nobody must answer into dead air.
     sessionPromise.catch(() => abort.abort());
     const from = request.from ?? deps.trunk.callerId;
+    let ringing = false;
     const invite = deps.placeCall({
       uri: requestUri(request.to, deps.trunk.uri),
       localSdp: buildOffer(local, [codec]),
@@ -105,7 +108,12 @@ export async function runOutboundCall(
         : {}),
       ...(deps.trunk.proxy ? { proxy: deps.trunk.proxy } : {}),
       ringTimeoutMs: deps.trunk.ringTimeoutMs,
-      onProvisional: (status) => call.log.info({ status }, status === 183 ? 'call progress' : 'call ringing'),
+      onProvisional: (status) => {
+        if ((status === 180 || status === 183) && !ringing) {
+          ringing = true;
+          call.report({ type: 'ringing' });
+        }
+      },
       signal: abort.signal,
     });
     invite.catch(() => undefined); // observed below; never an unhandled rejection
@@ -163,7 +171,9 @@ export async function runOutboundCall(
       early.release(),
     );
     call.attachBridge(bridge);
+    wireCallFeatures(call, session, media, dialog, deps.transferrer, deps.dtmf);
     call.transition('active');
+    call.report({ type: 'answered' });
     call.log.info(
       {
         codec: negotiated.codec,

@@ -35,7 +35,10 @@ const REFER_NOT_ALLOWED = new Set([403, 405, 420, 501]);
 export class Transferrer {
   constructor(
     private readonly config: TransferConfig,
-    private readonly deps: CallSetupDeps,
+    private readonly deps: Pick<
+      CallSetupDeps,
+      'ports' | 'mediaClock' | 'clock' | 'publicAddress' | 'userAgent'
+    >,
     private readonly outbound: OutboundSetup | undefined,
   ) {}
 

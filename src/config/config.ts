@@ -32,6 +32,15 @@ export interface Config {
     timeoutMs: number;
   };
   calls: { maxConcurrent: number; busyRetryAfterS: number; shutdownGraceMs: number };
+  /** Phrases in the caller's speech that ask for a human, for providers without function calling. */
+  transferKeywords: string[];
+  transfer: {
+    targets: ReadonlyMap<string, string>;
+    mode: 'refer' | 'bridge';
+    timeoutMs: number;
+    dtmfKey: string;
+  };
+  dtmfToAgent: boolean;
   ai: {
     provider: ProviderName;
     connectTimeoutMs: number;
@@ -39,6 +48,28 @@ export interface Config {
     greeting: string;
     echo: { delayMs: number };
     openai: { apiKey: string; url: string; model: string; voice: string; transcriptionModel: string };
+    doubao: {
+      url: string;
+      appId: string;
+      accessKey: string;
+      apiKey: string;
+      model: string;
+      speaker: string;
+      botName: string;
+      systemRole: string;
+      speakingStyle: string;
+      outputFormat: 'pcm_s16le' | 'pcm';
+      hangUpOnUserExit: boolean;
+    };
+    gemini: {
+      backend: 'gemini-api' | 'vertex';
+      apiKey: string;
+      project: string;
+      location: string;
+      baseUrl: string | undefined;
+      model: string;
+      voice: string;
+    };
   };
   log: { level: Raw['LOG_LEVEL']; pii: boolean };
 }
@@ -119,6 +150,39 @@ export function parseConfig(source: Readonly<Record<string, string | undefined>>
       undefined,
     );
   }
+  if (
+    r.AI_PROVIDER === 'gemini' &&
+    !r.GOOGLE_GENAI_USE_VERTEXAI &&
+    r.GEMINI_API_KEY === '' &&
+    r.GOOGLE_API_KEY === ''
+  ) {
+    throw new ConfigError(
+      'GEMINI_API_KEY',
+      'is empty',
+      'a Gemini API key, or GOOGLE_API_KEY (required when AI_PROVIDER=gemini without Vertex AI)',
+      undefined,
+    );
+  }
+  if (r.AI_PROVIDER === 'gemini' && r.GOOGLE_GENAI_USE_VERTEXAI && r.GOOGLE_CLOUD_PROJECT === '') {
+    throw new ConfigError(
+      'GOOGLE_CLOUD_PROJECT',
+      'is empty',
+      'a Google Cloud project id (required with GOOGLE_GENAI_USE_VERTEXAI=true)',
+      undefined,
+    );
+  }
+  if (
+    r.AI_PROVIDER === 'doubao' &&
+    r.DOUBAO_API_KEY === '' &&
+    (r.DOUBAO_APP_ID === '' || r.DOUBAO_ACCESS_KEY === '')
+  ) {
+    throw new ConfigError(
+      'DOUBAO_API_KEY',
+      'is empty',
+      'DOUBAO_API_KEY, or DOUBAO_APP_ID with DOUBAO_ACCESS_KEY (required when AI_PROVIDER=doubao)',
+      undefined,
+    );
+  }
   if (r.AI_PROVIDER === 'openai' && r.OPENAI_API_KEY === '') {
     throw new ConfigError(
       'OPENAI_API_KEY',
@@ -160,6 +224,16 @@ export function parseConfig(source: Readonly<Record<string, string | undefined>>
       busyRetryAfterS: r.BUSY_RETRY_AFTER_S,
       shutdownGraceMs: r.SHUTDOWN_GRACE_MS,
     },
+    transfer: {
+      targets: r.TRANSFER_TARGETS,
+      mode: r.TRANSFER_MODE,
+      timeoutMs: r.TRANSFER_TIMEOUT_MS,
+      dtmfKey: r.DTMF_TRANSFER_KEY,
+    },
+    dtmfToAgent: r.DTMF_TO_AGENT,
+    transferKeywords: r.TRANSFER_KEYWORDS.split(',')
+      .map((k) => k.trim().toLowerCase())
+      .filter(Boolean),
     ai: {
       provider: r.AI_PROVIDER,
       connectTimeoutMs: r.PROVIDER_CONNECT_TIMEOUT_MS,
@@ -172,6 +246,29 @@ export function parseConfig(source: Readonly<Record<string, string | undefined>>
         model: r.OPENAI_REALTIME_MODEL,
         voice: r.OPENAI_VOICE,
         transcriptionModel: r.OPENAI_TRANSCRIPTION_MODEL,
+      },
+      doubao: {
+        url: r.DOUBAO_REALTIME_URL,
+        appId: r.DOUBAO_APP_ID,
+        accessKey: r.DOUBAO_ACCESS_KEY,
+        apiKey: r.DOUBAO_API_KEY,
+        model: r.DOUBAO_MODEL,
+        speaker: r.DOUBAO_SPEAKER,
+        botName: r.DOUBAO_BOT_NAME,
+        systemRole: r.DOUBAO_SYSTEM_ROLE,
+        speakingStyle: r.DOUBAO_SPEAKING_STYLE,
+        outputFormat: r.DOUBAO_OUTPUT_FORMAT,
+        hangUpOnUserExit: r.DOUBAO_HANG_UP_ON_USER_EXIT,
+      },
+      gemini: {
+        backend: r.GOOGLE_GENAI_USE_VERTEXAI ? 'vertex' : 'gemini-api',
+        apiKey: r.GEMINI_API_KEY || r.GOOGLE_API_KEY,
+        project: r.GOOGLE_CLOUD_PROJECT,
+        location: r.GOOGLE_CLOUD_LOCATION,
+        baseUrl:
+          (r.GOOGLE_GENAI_USE_VERTEXAI ? r.GOOGLE_VERTEX_BASE_URL : r.GOOGLE_GEMINI_BASE_URL) || undefined,
+        model: r.GEMINI_LIVE_MODEL,
+        voice: r.GEMINI_VOICE,
       },
     },
     log: { level: r.LOG_LEVEL, pii: r.LOG_PII },

@@ -62,6 +62,38 @@ const e164OrEmpty = z
   .trim()
   .refine((v) => v === '' || /^\+[1-9]\d{6,14}$/.test(v), { error: 'is not an E.164 number' });
 
+/** name=uri pairs, e.g. agent=sip:+15550100@trunk.example,sales=tel:+15550101 (first = default). */
+const transferTargets = z
+  .string()
+  .trim()
+  .transform((v, ctx) => {
+    const targets = new Map<string, string>();
+    for (const entry of v
+      .split(',')
+      .map((e) => e.trim())
+      .filter(Boolean)) {
+      const match = /^([A-Za-z0-9_-]{1,32})=((?:sips?|tel):\S+)$/.exec(entry);
+      if (!match) {
+        ctx.addIssue({ code: 'custom', message: `has a bad entry ${JSON.stringify(entry)}` });
+        return z.NEVER;
+      }
+      if (targets.has(match[1]!)) {
+        ctx.addIssue({ code: 'custom', message: `names ${match[1]} twice` });
+        return z.NEVER;
+      }
+      targets.set(match[1]!, match[2]!);
+    }
+    return targets;
+  });
+
+/** An http(s) or ws(s) base URL for proxies and tests, or empty for the provider's own endpoint. */
+const baseUrlOrEmpty = z
+  .string()
+  .trim()
+  .refine((v) => v === '' || (URL.canParse(v) && /^(https?|wss?):$/.test(new URL(v).protocol)), {
+    error: 'is not an http(s):// or ws(s):// URL',
+  });
+
 export const configFields = {
   DRACHTIO_HOST: { schema: z.string().trim().min(1, { error: 'is empty' }), expected: 'a host name or IP' },
   DRACHTIO_PORT: { schema: int(1, 65535), expected: 'a TCP port 1-65535' },
@@ -87,9 +119,26 @@ export const configFields = {
   MAX_CONCURRENT_CALLS: { schema: int(1, 100_000), expected: 'an integer 1-100000' },
   BUSY_RETRY_AFTER_S: { schema: int(0, 86_400), expected: 'seconds 0-86400' },
   SHUTDOWN_GRACE_MS: { schema: int(0, 3_600_000), expected: 'milliseconds 0-3600000' },
+  TRANSFER_TARGETS: {
+    schema: transferTargets,
+    expected: 'comma-separated name=uri pairs with sip:, sips: or tel: URIs, or empty',
+  },
+  TRANSFER_MODE: {
+    schema: z.enum(['refer', 'bridge'], { error: 'is not a transfer mode' }),
+    expected: 'refer or bridge',
+  },
+  TRANSFER_TIMEOUT_MS: { schema: int(1000, 300_000), expected: 'milliseconds 1000-300000' },
+  DTMF_TRANSFER_KEY: {
+    schema: z
+      .string()
+      .trim()
+      .regex(/^[0-9*#A-D]?$/, { error: 'is not a single keypad key' }),
+    expected: 'one of 0-9 * # A-D, or empty',
+  },
+  DTMF_TO_AGENT: { schema: bool, expected: 'true or false' },
   AI_PROVIDER: {
-    schema: z.enum(['echo', 'openai'], { error: 'is not a known provider' }),
-    expected: 'one of echo, openai',
+    schema: z.enum(['echo', 'openai', 'gemini', 'doubao'], { error: 'is not a known provider' }),
+    expected: 'one of echo, openai, gemini, doubao',
   },
   PROVIDER_CONNECT_TIMEOUT_MS: { schema: int(100, 60_000), expected: 'milliseconds 100-60000' },
   ECHO_DELAY_MS: { schema: int(0, 10_000), expected: 'milliseconds 0-10000' },
@@ -101,6 +150,48 @@ export const configFields = {
   },
   OPENAI_VOICE: { schema: z.string().trim().min(1, { error: 'is empty' }), expected: 'a voice name' },
   OPENAI_TRANSCRIPTION_MODEL: { schema: z.string().trim(), expected: 'a model name, or empty for none' },
+  GOOGLE_GENAI_USE_VERTEXAI: { schema: bool, expected: 'true (Vertex AI) or false (Gemini Developer API)' },
+  GEMINI_API_KEY: { schema: z.string().trim(), expected: 'a Gemini API key', secret: true },
+  GOOGLE_API_KEY: { schema: z.string().trim(), expected: 'a Google API key', secret: true },
+  GOOGLE_CLOUD_PROJECT: { schema: z.string().trim(), expected: 'a Google Cloud project id' },
+  GOOGLE_CLOUD_LOCATION: {
+    schema: z.string().trim().min(1, { error: 'is empty' }),
+    expected: 'a Vertex AI location such as us-central1',
+  },
+  GOOGLE_GEMINI_BASE_URL: {
+    schema: baseUrlOrEmpty,
+    expected: 'an http(s):// or ws(s):// base URL, or empty',
+  },
+  GOOGLE_VERTEX_BASE_URL: {
+    schema: baseUrlOrEmpty,
+    expected: 'an http(s):// or ws(s):// base URL, or empty',
+  },
+  GEMINI_LIVE_MODEL: {
+    schema: z.string().trim().min(1, { error: 'is empty' }),
+    expected: 'a Gemini Live model name',
+  },
+  GEMINI_VOICE: { schema: z.string().trim(), expected: 'a voice name, or empty for the default' },
+  DOUBAO_REALTIME_URL: { schema: wsUrl, expected: 'a ws:// or wss:// URL' },
+  DOUBAO_API_KEY: { schema: z.string().trim(), expected: 'a Volcengine console API key', secret: true },
+  DOUBAO_APP_ID: { schema: z.string().trim(), expected: 'a Volcengine app id' },
+  DOUBAO_ACCESS_KEY: { schema: z.string().trim(), expected: 'a Volcengine access key', secret: true },
+  DOUBAO_MODEL: {
+    schema: z.string().trim().min(1, { error: 'is empty' }),
+    expected: 'a dialog model version such as 1.2.1.1',
+  },
+  DOUBAO_SPEAKER: { schema: z.string().trim(), expected: 'a speaker (voice) id, or empty' },
+  DOUBAO_BOT_NAME: {
+    schema: z.string().trim().max(20, { error: 'is longer than 20 characters' }),
+    expected: 'a name of at most 20 characters',
+  },
+  DOUBAO_SYSTEM_ROLE: { schema: z.string(), expected: 'text' },
+  DOUBAO_SPEAKING_STYLE: { schema: z.string(), expected: 'text' },
+  DOUBAO_OUTPUT_FORMAT: {
+    schema: z.enum(['pcm_s16le', 'pcm'], { error: 'is not an output format' }),
+    expected: 'pcm_s16le or pcm',
+  },
+  DOUBAO_HANG_UP_ON_USER_EXIT: { schema: bool, expected: 'true or false' },
+  TRANSFER_KEYWORDS: { schema: z.string(), expected: 'comma-separated words or phrases' },
   AGENT_INSTRUCTIONS: { schema: z.string(), expected: 'text' },
   AGENT_GREETING: { schema: z.string(), expected: 'text, or empty for no greeting' },
   LOG_LEVEL: {

@@ -137,9 +137,9 @@ describeE2E('inbound call through drachtio-server', () => {
     const mean = intervals.reduce((a, b) => a + b, 0) / intervals.length;
     expect(mean).toBeGreaterThan(19.5);
     expect(mean).toBeLessThan(20.5);
-    const sorted = [...intervals].sort((a, b) => a - b);
-    expect(sorted[Math.floor(sorted.length * 0.99)]!).toBeLessThan(30);
-    expect(sorted[Math.floor(sorted.length * 0.01)]!).toBeGreaterThan(10);
+    // A busy 2-core box may delay the odd timer; the pacer then catches up. Allow that rarely, never often.
+    const irregular = intervals.filter((i) => i > 30 || i < 10).length;
+    expect(irregular / intervals.length).toBeLessThan(0.02);
   }
 
   it('answers a PCMU caller, streams its speech to OpenAI and plays the reply clip back over RTP', async () => {

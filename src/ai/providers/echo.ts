@@ -52,6 +52,7 @@ class EchoSession extends TypedEmitter<RealtimeEvents> implements RealtimeSessio
 
   truncate(): void {}
   sendToolResult(): void {}
+  respond(): void {}
 
   close(): void {
     if (this.#closed) return;

@@ -200,8 +200,8 @@ export function decodeFrame(bytes: Uint8Array, options: DecodeOptions = {}): Dec
   const frame: DecodedFrame = {
     type: type as MessageType,
     flags,
-    serialization: serialization as Serialization,
-    compression: compression as Compression,
+    serialization,
+    compression,
     payload: new Uint8Array(0),
   };
   let problem: string | undefined;

@@ -13,6 +13,7 @@ export const ClientEvent = {
   FinishSession: 102,
   TaskRequest: 200,
   SayHello: 300,
+  ChatTextQuery: 501,
   ConversationTruncate: 513,
 } as const;
 
@@ -92,6 +93,9 @@ export const startSession = (sessionId: string, payload: StartSessionPayload): B
 /** The model speaks `content` verbatim. */
 export const sayHello = (sessionId: string, content: string): Buffer =>
   jsonFrame(ClientEvent.SayHello, sessionId, { content });
+/** A text user turn; the model answers it (the only documented way to steer a turn with text). */
+export const chatTextQuery = (sessionId: string, content: string): Buffer =>
+  jsonFrame(ClientEvent.ChatTextQuery, sessionId, { content });
 /** Keep only the first `audioEndMs` of reply `itemId` in the context (2.0 models). */
 export const conversationTruncate = (sessionId: string, itemId: string, audioEndMs: number): Buffer =>
   jsonFrame(ClientEvent.ConversationTruncate, sessionId, {

@@ -85,7 +85,7 @@ class OpenAIRealtimeSession extends TypedEmitter<RealtimeEvents> implements Real
     this.#send(createResponse());
   }
 
-  greet(instructions: string): void {
+  respond(instructions: string): void {
     this.#send(createResponse(instructions));
   }
 
@@ -203,7 +203,7 @@ export class OpenAIRealtimeProvider implements RealtimeProvider {
       ws.terminate();
       throw error;
     }
-    if (options.greeting !== '') session.greet(options.greeting);
+    if (options.greeting !== '') session.respond(options.greeting);
     return session;
   }
 
