@@ -55,7 +55,7 @@ export class AudioBridge {
     // Convert between the call's G.711 and what the provider speaks (identity for G.711 providers).
     const toProvider = createCallerToProvider(media.codec, ai.audioFormats.input);
     this.#toCaller = createProviderToCaller(media.codec, ai.audioFormats.output);
-    media.endpoint.on('audio', (payload) => {
+    media.on('frame', (payload) => {
       if (!this.#stopped && !this.#paused) ai.sendAudio(toProvider(payload));
     });
     const onAgentAudio = ({ data, itemId }: AgentAudio): void => {

@@ -5,13 +5,30 @@ import type { G711Codec } from '../core/audio.js';
 import type { MediaClock, Paced } from './media-clock.js';
 import { TypedEmitter } from '../core/events.js';
 import { DtmfReceiver, DtmfSender, type DtmfDigitEvent } from './dtmf.js';
+import { JitterBuffer, type JitterBufferOptions, type JitterBufferStats } from './jitter-buffer.js';
+import { PacketLossConcealer } from './plc.js';
+import { decodeG711, encodeG711 } from './g711.js';
+import { SAMPLES_PER_FRAME } from '../core/audio.js';
 import { OutboundAudio, type OutboundStats } from './outbound-audio.js';
 import type { PortLease } from './port-pool.js';
 import { RtpEndpoint, type RtpStats } from './rtp-endpoint.js';
 import { isUnspecifiedAddress, remoteIsSilent, type NegotiatedMedia } from './sdp.js';
 
+export interface InboundStats {
+  /** Caller frames handed on (real audio). */
+  frames: number;
+  /** Frames synthesized by packet-loss concealment. */
+  concealedFrames: number;
+}
+
+export interface MediaSessionOptions {
+  jitter?: JitterBufferOptions;
+}
+
 export interface MediaSessionStats {
   rtp: RtpStats;
+  inbound: InboundStats;
+  jitter: JitterBufferStats;
   outbound: OutboundStats;
   latchedTo: string | undefined;
 }
@@ -31,6 +48,12 @@ const MAX_OUTBOUND_QUEUE_MS = 120_000;
  * frees them in close(). Knows nothing of SIP or AI.
  */
 export interface MediaSessionEvents extends Record<string, unknown[]> {
+  /**
+   * One 20 ms G.711 frame of the caller's audio per tick, in order, after the jitter buffer; lost
+   * packets are concealed (G.711 Appendix I style). Nothing is emitted during silence suppression.
+   * `payload` is only valid during the call.
+   */
+  frame: [payload: Uint8Array, concealed: boolean];
   /** A keypad digit from RFC 4733 telephone-events, reported once when the key is released. */
   digit: [DtmfDigitEvent];
 }
@@ -49,10 +72,23 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> implements Pa
   #closed = false;
 
   readonly #dtmfReceiver = new DtmfReceiver();
+  readonly #jitter: JitterBuffer;
+  readonly #plc = new PacketLossConcealer();
+  readonly #linear = new Int16Array(SAMPLES_PER_FRAME);
+  readonly #concealed = new Uint8Array(SAMPLES_PER_FRAME);
+  readonly #inbound: InboundStats = { frames: 0, concealedFrames: 0 };
   #dtmfSender: DtmfSender | undefined;
 
-  constructor(lease: PortLease, media: NegotiatedMedia, mediaClock: MediaClock, clock: Clock, log: Logger) {
+  constructor(
+    lease: PortLease,
+    media: NegotiatedMedia,
+    mediaClock: MediaClock,
+    clock: Clock,
+    log: Logger,
+    options: MediaSessionOptions = {},
+  ) {
     super((error, event) => log.error({ err: error, event }, 'media listener threw'));
+    this.#jitter = new JitterBuffer(options.jitter);
     this.#lease = lease;
     this.#media = media;
     this.#mediaClock = mediaClock;
@@ -71,6 +107,9 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> implements Pa
       maxQueueMs: MAX_OUTBOUND_QUEUE_MS,
     });
     this.#applyDirection();
+    this.endpoint.on('audio', (payload, seq, timestamp, ssrc, marker) =>
+      this.#jitter.push({ seq, timestamp, ssrc, marker, payload }, clock.now()),
+    );
     this.endpoint.on('telephoneEvent', (payload, timestamp, marker) =>
       this.#dtmfReceiver.onPacket(payload, timestamp, marker, clock.now()),
     );
@@ -82,7 +121,26 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> implements Pa
   /** The shared clock's 20 ms tick: time out DTMF events whose end packets were lost, then send. */
   onTick(slotTime: number): void {
     this.#dtmfReceiver.tick(slotTime);
+    this.#playInbound(slotTime);
     this.outbound.onTick(slotTime);
+  }
+
+  /** One frame out of the jitter buffer: real audio (through the PLC history) or a concealed frame. */
+  #playInbound(now: number): void {
+    const out = this.#jitter.pull(now);
+    if (out.kind === 'empty') return;
+    const codec = this.#media.codec;
+    if (out.kind === 'lost') {
+      encodeG711(codec, this.#plc.conceal(), this.#concealed);
+      this.#inbound.concealedFrames++;
+      this.safeEmit('frame', this.#concealed, true);
+      return;
+    }
+    const merging = this.#plc.concealing;
+    const linear = this.#plc.good(decodeG711(codec, out.payload, this.#linear));
+    this.#inbound.frames++;
+    // After a loss the PLC cross-fades into the real frame: send that blend, not the raw bytes.
+    this.safeEmit('frame', merging ? encodeG711(codec, linear, this.#concealed) : out.payload, false);
   }
 
   /**
@@ -144,6 +202,8 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> implements Pa
   stats(): MediaSessionStats {
     return {
       rtp: { ...this.endpoint.stats },
+      inbound: { ...this.#inbound },
+      jitter: { ...this.#jitter.stats },
       outbound: { ...this.outbound.stats },
       latchedTo: this.#latchedTo,
     };
@@ -154,6 +214,7 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> implements Pa
     this.#closed = true;
     this.#mediaClock.remove(this);
     this.#dtmfReceiver.reset();
+    this.#jitter.reset();
     this.removeAllListeners();
     this.outbound.flush();
     this.endpoint.close();

@@ -16,15 +16,15 @@ export class MediaRelay {
   constructor(a: MediaSession, b: MediaSession) {
     this.#a = a;
     this.#b = b;
-    a.endpoint.on('audio', this.#fromA);
-    b.endpoint.on('audio', this.#fromB);
+    a.on('frame', this.#fromA);
+    b.on('frame', this.#fromB);
   }
 
   stop(): void {
     if (this.#stopped) return;
     this.#stopped = true;
-    this.#a.endpoint.off('audio', this.#fromA);
-    this.#b.endpoint.off('audio', this.#fromB);
+    this.#a.off('frame', this.#fromA);
+    this.#b.off('frame', this.#fromB);
   }
 
   // Copies: a receive buffer must not be referenced after the packet is handled.

@@ -18,7 +18,7 @@ export interface RtpStats {
 
 export interface RtpEndpointEvents extends Record<string, unknown[]> {
   /** Audio payload of a packet with the negotiated codec PT. `payload` is only valid during the call. */
-  audio: [payload: Uint8Array, sequenceNumber: number, timestamp: number];
+  audio: [payload: Uint8Array, sequenceNumber: number, timestamp: number, ssrc: number, marker: boolean];
   /** RFC 4733 telephone-event packet (decoded by the DTMF stage, never by the audio decoder). */
   telephoneEvent: [payload: Uint8Array, timestamp: number, marker: boolean];
   /** First packet from the remote after a (re)latch; `address:port` is where we now send. */
@@ -180,7 +180,15 @@ export class RtpEndpoint extends TypedEmitter<RtpEndpointEvents> {
     this.lastReceivedAt = this.#now();
     const payload = packet.getPayload();
     const bytes = new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength);
-    if (isAudio) this.safeEmit('audio', bytes, packet.getSequenceNumber(), packet.getTimestamp());
+    if (isAudio)
+      this.safeEmit(
+        'audio',
+        bytes,
+        packet.getSequenceNumber(),
+        packet.getTimestamp(),
+        packet.getSsrc(),
+        packet.getMarker(),
+      );
     else this.safeEmit('telephoneEvent', bytes, packet.getTimestamp(), packet.getMarker());
   };
 }

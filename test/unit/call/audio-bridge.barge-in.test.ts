@@ -221,16 +221,24 @@ describe('AudioBridge: caller to provider', () => {
     const f = await setup();
     const payloads = [agentAudio(160, 1), agentAudio(160, 2), agentAudio(160, 3)];
     payloads.forEach((p, i) => f.caller.send(rtp(0, 100 + i, i * 160, p), f.media.port, LOOPBACK));
-    await vi.waitFor(() => expect(f.ai.sent).toHaveLength(3), { timeout: WAIT_MS });
-    expect(f.ai.sent.map((s) => Array.from(s))).toEqual(payloads.map((p) => Array.from(p)));
+    await vi.waitFor(() => expect(f.media.endpoint.stats.packetsReceived).toBe(3), { timeout: WAIT_MS });
+    // Caller audio reaches the provider through the jitter buffer, one frame per 20 ms tick.
+    await f.play(6);
+    await vi.waitFor(() => expect(f.ai.sent.length).toBeGreaterThanOrEqual(3), { timeout: WAIT_MS });
+    // The three real frames first, in order; what follows is concealment after the sender stopped.
+    expect(f.ai.sent.slice(0, 3).map((s) => Array.from(s))).toEqual(payloads.map((p) => Array.from(p)));
+    expect(f.media.stats().inbound.frames).toBe(3);
   });
 
   it('does not pass RTP of another payload type to the provider', async () => {
     const f = await setup();
     f.caller.send(rtp(8, 1, 0, agentAudio(160)), f.media.port, LOOPBACK); // PCMA: not negotiated
     f.caller.send(rtp(0, 2, 160, agentAudio(160, 9)), f.media.port, LOOPBACK);
-    await vi.waitFor(() => expect(f.ai.sent).toHaveLength(1), { timeout: WAIT_MS });
+    await vi.waitFor(() => expect(f.media.endpoint.stats.packetsReceived).toBe(1), { timeout: WAIT_MS });
+    await f.play(4);
+    await vi.waitFor(() => expect(f.ai.sent.length).toBeGreaterThanOrEqual(1), { timeout: WAIT_MS });
     expect(f.ai.sent[0]![0]).toBe(9);
+    expect(f.media.stats().inbound.frames).toBe(1);
   });
 
   it('stops passing caller audio after stop()', async () => {
