@@ -3,7 +3,10 @@ import { realpathSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
-import { loadConfig } from './config/load.js';
+import { loadConfig, loadRawEnv } from './config/load.js';
+import { runCli } from './cli/cli.js';
+import { createTwilioClient } from './cli/twilio-api.js';
+import { errorMessage } from './core/errors.js';
 import { ConfigError, type Config } from './config/config.js';
 import { monotonicClock } from './core/clock.js';
 import { redactPaths, type Logger } from './core/log.js';
@@ -18,6 +21,13 @@ import { SipAgent } from './sip/sip-agent.js';
 import { CallManager, type OutboundSetup } from './call/call-manager.js';
 import { Transferrer } from './call/transfer.js';
 import { toolDeclarations } from './call/tools.js';
+import { Registration } from './sip/registration.js';
+import { createApiServer, startApiServer } from './api/server.js';
+import { assertApiExposureSafe } from './api/auth.js';
+import { readinessFrom } from './api/call-control.js';
+import { createCallManagerControl } from './api/call-manager-control.js';
+import { CallEventFeed } from './api/call-feed.js';
+import { WebhookDispatcher } from './api/webhooks.js';
 
 /** The composition root: the only place that builds concrete implementations and reads the environment. */
 
@@ -67,6 +77,11 @@ export interface Voxgate {
 }
 
 export function startVoxgate(config: Config, log: Logger): Voxgate {
+  // Refuse to expose call control without a token (toll fraud): checked before anything starts.
+  assertApiExposureSafe({
+    host: config.api.bindAddress,
+    token: config.api.token === '' ? undefined : config.api.token,
+  });
   const publicAddress = resolvePublicAddress(config, log);
   const mediaClock = new MediaClock(monotonicClock);
   const ports = new PortPool({
@@ -126,6 +141,66 @@ export function startVoxgate(config: Config, log: Logger): Voxgate {
     outbound,
   );
   sip.on('invite', (invite) => calls.handleInvite(invite));
+
+  // Registration to a PBX (optional): first REGISTER once drachtio is connected, refresh after reconnects.
+  const registration =
+    config.registration.registrar === ''
+      ? undefined
+      : new Registration(
+          sip.requester,
+          { ...config.registration, userAgent: config.sip.userAgent },
+          log.child({ component: 'registration' }),
+        );
+  let registrationStarted = false;
+  sip.on('connected', () => {
+    if (!registration) return;
+    if (registrationStarted) registration.refresh();
+    else registration.start();
+    registrationStarted = true;
+  });
+
+  // Signed webhooks (optional) follow calls as an observer; the HTTP API drives the call manager.
+  const dispatcher =
+    config.webhooks.secret === ''
+      ? undefined
+      : new WebhookDispatcher({
+          secret: config.webhooks.secret,
+          defaultUrl: config.webhooks.url === '' ? undefined : config.webhooks.url,
+          logger: log.child({ component: 'webhooks' }),
+        });
+  const feed = dispatcher ? new CallEventFeed(calls, dispatcher) : undefined;
+  const api = createApiServer({
+    control: createCallManagerControl({
+      manager: calls,
+      transferrer,
+      providerName: provider.name,
+      defaultInstructions: config.ai.instructions,
+      feed,
+      readiness: () =>
+        readinessFrom({
+          drachtioConnected: sip.connected,
+          activeCalls: calls.activeCount,
+          maxCalls: config.calls.maxConcurrent,
+          draining: calls.draining,
+          registration: registration && {
+            registered: registration.state.status === 'registered',
+            detail: registration.state.status,
+          },
+        }),
+    }),
+    token: config.api.token === '' ? undefined : config.api.token,
+    allowedDestinations: config.api.allowedDestinations,
+    rateLimitPerMinute: config.api.rateLimitPerMinute,
+    logger: log.child({ component: 'api' }),
+  });
+  startApiServer(api, { host: config.api.bindAddress, port: config.api.port }).then(
+    (address) => log.info({ address }, 'api listening'),
+    (error: unknown) => {
+      log.fatal({ err: error }, 'api cannot listen; exiting');
+      process.exitCode = 1;
+      void shutdown().finally(() => process.exit(1));
+    },
+  );
   log.info(
     {
       provider: provider.name,
@@ -143,23 +218,62 @@ export function startVoxgate(config: Config, log: Logger): Voxgate {
   sip.connect();
 
   let shuttingDown: Promise<void> | undefined;
-  return {
-    sip,
-    calls,
-    shutdown: () =>
-      (shuttingDown ??= (async () => {
-        log.info(
-          { active: calls.activeCount, graceMs: config.calls.shutdownGraceMs },
-          'shutting down: no new calls',
-        );
-        await calls.drain(config.calls.shutdownGraceMs);
-        sip.close();
-        log.info('shutdown complete');
-      })()),
-  };
+  const shutdown = (): Promise<void> =>
+    (shuttingDown ??= (async () => {
+      log.info(
+        { active: calls.activeCount, graceMs: config.calls.shutdownGraceMs },
+        'shutting down: no new calls',
+      );
+      // Unregister first (needs the drachtio connection) so the PBX stops sending us calls.
+      const unregistered = registration?.stop();
+      await calls.drain(config.calls.shutdownGraceMs);
+      await unregistered;
+      await api.close();
+      await dispatcher?.close();
+      sip.close();
+      log.info('shutdown complete');
+    })());
+  return { sip, calls, shutdown };
+}
+
+/** `voxgate twilio setup [...]`: provision the Twilio Elastic SIP trunk, then exit. */
+async function twilioCommand(argv: string[]): Promise<never> {
+  const env = loadRawEnv();
+  const list = (value: string | undefined): string[] | undefined =>
+    value === undefined || value.trim() === ''
+      ? undefined
+      : value
+          .split(',')
+          .map((v) => v.trim())
+          .filter(Boolean);
+  const code = await runCli(
+    argv,
+    {
+      accountSid: env.TWILIO_ACCOUNT_SID,
+      authToken: env.TWILIO_AUTH_TOKEN,
+      sipPublicUri: env.SIP_PUBLIC_URI,
+      trunkUsername: env.SIP_TRUNK_USERNAME,
+      trunkPassword: env.SIP_TRUNK_PASSWORD,
+      trunkFriendlyName: env.TWILIO_TRUNK_NAME,
+      trunkDomain: env.TWILIO_TRUNK_DOMAIN,
+      phoneNumbers: list(env.TWILIO_PHONE_NUMBERS),
+      ipAccessList: list(env.TWILIO_IP_ACL),
+      transferMode: env.TWILIO_TRANSFER_MODE,
+    },
+    {
+      createTwilioClient: (sid, token) => createTwilioClient(sid, token),
+      print: (line) => console.log(line),
+      printError: (line) => console.error(line),
+    },
+  );
+  process.exit(code);
 }
 
 function main(): void {
+  if (process.argv[2] === 'twilio') {
+    void twilioCommand(process.argv.slice(2));
+    return;
+  }
   let config: Config;
   try {
     config = loadConfig();
@@ -171,7 +285,14 @@ function main(): void {
     throw error;
   }
   const log = createLogger(config);
-  const app = startVoxgate(config, log);
+  let app: Voxgate;
+  try {
+    app = startVoxgate(config, log);
+  } catch (error) {
+    // Startup refusals (e.g. an API exposed without API_TOKEN) are configuration errors: one line.
+    console.error(`config error: ${errorMessage(error)}`);
+    process.exit(78);
+  }
 
   const onSignal = (signal: NodeJS.Signals): void => {
     if (app.calls.draining) {

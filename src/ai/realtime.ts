@@ -103,6 +103,8 @@ export interface SessionOptions {
   /** Instruction for the first thing the agent says; empty = wait for the caller. */
   greeting: string;
   log: Logger;
+  /** Overrides the configured voice for this session. */
+  voice?: string;
   /** Functions offered to the model (ignored by providers without function calling). */
   tools?: readonly ToolDeclaration[];
   /** Aborts a connect in progress (e.g. the caller hung up while we were connecting). */

@@ -23,6 +23,9 @@ export interface CallManagerEvents extends Record<string, unknown[]> {
   callEnded: [Call, Termination];
 }
 
+/** Ended calls kept for the API to report outcomes (≈ 4 KB each). */
+const ENDED_HISTORY_SIZE = 1000;
+
 /** How often active calls are checked for media timeouts; one timer for all calls. */
 const MEDIA_TIMEOUT_SWEEP_MS = 1000;
 
@@ -32,6 +35,7 @@ const MEDIA_TIMEOUT_SWEEP_MS = 1000;
  */
 export class CallManager extends TypedEmitter<CallManagerEvents> {
   readonly #calls = new Map<string, Call>();
+  readonly #ended = new Map<string, CallSummary>();
   readonly #options: CallManagerOptions;
   readonly #deps: CallSetupDeps;
   readonly #clock: Clock;
@@ -72,6 +76,16 @@ export class CallManager extends TypedEmitter<CallManagerEvents> {
     return this.#calls.get(id);
   }
 
+  /** A live call's summary, or an ended call's final one while it is in the recent history. */
+  summaryOf(id: string): CallSummary | undefined {
+    return this.#calls.get(id)?.summary() ?? this.#ended.get(id);
+  }
+
+  /** Live calls, then recently ended ones (newest first). */
+  history(): CallSummary[] {
+    return [...this.list(), ...[...this.#ended.values()].reverse()];
+  }
+
   /**
    * Starts an outbound call and returns it at once (ringing); the outcome arrives as the call's
    * state and termination. Throws CallControlError('busy') at the call limit or while draining.
@@ -80,7 +94,11 @@ export class CallManager extends TypedEmitter<CallManagerEvents> {
     if (!this.#outbound) throw new CallControlError('not_configured', 'outbound calls need SIP_TRUNK_URI');
     const busy = this.#busyReason();
     if (busy !== undefined) throw new CallControlError('busy', busy);
-    const call = new Call('outbound', '', this.#deps.provider.name, this.#log);
+    const call = new Call('outbound', '', this.#deps.provider.name, this.#log, {
+      from: request.from ?? this.#outbound.trunk.callerId,
+      to: request.to,
+    });
+    call.preferredTransferTarget = request.transferTarget;
     this.#register(call);
     call.log.info({ pii: { to: request.to } }, 'call started');
     runOutboundCall(request, call, { ...this.#deps, ...this.#outbound }).catch((error: unknown) => {
@@ -105,7 +123,10 @@ export class CallManager extends TypedEmitter<CallManagerEvents> {
       });
       return;
     }
-    const call = new Call('inbound', invite.info.callId, this.#deps.provider.name, this.#log);
+    const call = new Call('inbound', invite.info.callId, this.#deps.provider.name, this.#log, {
+      from: invite.info.fromUser,
+      to: invite.info.toUser,
+    });
     this.#register(call);
     call.log.info(
       {
@@ -156,6 +177,8 @@ export class CallManager extends TypedEmitter<CallManagerEvents> {
     this.#calls.set(call.id, call);
     call.once('ended', (termination) => {
       this.#calls.delete(call.id);
+      this.#ended.set(call.id, call.summary());
+      if (this.#ended.size > ENDED_HISTORY_SIZE) this.#ended.delete(this.#ended.keys().next().value!);
       if (this.#calls.size === 0 && this.#sweep !== undefined) {
         clearInterval(this.#sweep);
         this.#sweep = undefined;

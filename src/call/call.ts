@@ -41,6 +41,18 @@ export interface CallSummary {
   termination: Termination | undefined;
   media: MediaSessionStats | undefined;
   bridge: BridgeStats | undefined;
+  /** Wall-clock ms: created (INVITE), answered, ended. */
+  timestamps: { created: number; answered: number | undefined; ended: number | undefined };
+  /** SIP Call-ID (empty for an outbound call until the INVITE is sent). */
+  sipCallId: string;
+  /** Caller and callee (personal data: for the authenticated API, never for logs). */
+  parties: CallParties;
+  transcript: Transcript[];
+}
+
+export interface CallParties {
+  from?: string | undefined;
+  to?: string | undefined;
 }
 
 /** A teardown that takes longer than this is logged as hung (the BYE itself is bounded at 5 s). */
@@ -63,11 +75,15 @@ export class Call extends TypedEmitter<CallEvents> {
   #termination: Termination | undefined;
   #ending: Promise<void> | undefined;
 
+  /** Transfer destination name this call prefers (API `transferTarget`), else the configured default. */
+  preferredTransferTarget: string | undefined;
+
   constructor(
     readonly direction: CallDirection,
     readonly sipCallId: string,
     readonly provider: string,
     rootLog: Logger,
+    readonly parties: CallParties = {},
   ) {
     super((error, event) => this.log.error({ err: error, event }, 'call listener threw'));
     this.log = rootLog.child({ callId: this.id, sipCallId, direction, provider });
@@ -156,6 +172,10 @@ export class Call extends TypedEmitter<CallEvents> {
       termination: this.#termination,
       media: this.#media?.stats(),
       bridge: this.#bridge ? { ...this.#bridge.stats } : undefined,
+      timestamps: { created: t.ringing ?? Date.now(), answered: t.active, ended: t.ended },
+      sipCallId: this.#dialog?.callId ?? this.sipCallId,
+      parties: { ...this.parties },
+      transcript: [...this.transcript],
     };
   }
 

@@ -24,6 +24,9 @@ export interface OutboundCallRequest {
   from?: string;
   instructions?: string;
   greeting?: string;
+  voice?: string;
+  /** Name from TRANSFER_TARGETS this call transfers to by default. */
+  transferTarget?: string;
 }
 
 export interface TrunkConfig {
@@ -92,6 +95,7 @@ export async function runOutboundCall(
       instructions: request.instructions ?? deps.instructions,
       greeting: request.greeting ?? deps.greeting,
       tools: deps.tools,
+      ...(request.voice !== undefined ? { voice: request.voice } : {}),
       log: call.log,
       signal: abort.signal,
     });

@@ -5,6 +5,7 @@ import { MediaRelay } from '../media/relay.js';
 import { buildOffer, selectMedia } from '../media/sdp.js';
 import { ringbackCadence } from '../media/tones.js';
 import { OutboundCallFailed } from '../sip/outbound-invite.js';
+import type { SipDialog } from '../sip/sip-dialog.js';
 import type { Call } from './call.js';
 import { CallControlError } from './errors.js';
 import type { CallSetupDeps } from './inbound-call.js';
@@ -47,7 +48,7 @@ export class Transferrer {
   }
 
   async transfer(call: Call, name?: string): Promise<TransferResult> {
-    const target = name ?? this.targetNames[0];
+    const target = name ?? call.preferredTransferTarget ?? this.targetNames[0];
     const uri = target === undefined ? undefined : this.config.targets.get(target);
     if (target === undefined || uri === undefined) {
       throw new CallControlError(
@@ -121,6 +122,11 @@ export class Transferrer {
     const callerMedia = call.media!;
     const lease = await this.deps.ports.allocate();
     let handedOver = false;
+    let dialog: SipDialog | undefined;
+    // The caller hanging up while the human's phone rings cancels that INVITE at once.
+    const ringing = new AbortController();
+    const onCallEnded = (): void => ringing.abort();
+    call.once('ended', onCallEnded);
     try {
       const local = {
         address: this.deps.publicAddress,
@@ -130,7 +136,7 @@ export class Transferrer {
         userAgent: this.deps.userAgent,
       };
       const destination = uri.replace(/^tel:/i, '');
-      const dialog = await this.outbound.placeCall({
+      dialog = await this.outbound.placeCall({
         uri: requestUri(destination, this.outbound.trunk.uri),
         localSdp: buildOffer(local, [callerMedia.codec]),
         from: `<sip:${this.outbound.trunk.callerId}@localhost>`,
@@ -139,6 +145,7 @@ export class Transferrer {
           : {}),
         ...(this.outbound.trunk.proxy ? { proxy: this.outbound.trunk.proxy } : {}),
         ringTimeoutMs: this.config.timeoutMs,
+        signal: ringing.signal,
       });
       if (call.isOver) {
         await dialog.hangUp();
@@ -164,10 +171,13 @@ export class Transferrer {
       );
       return { ok: true, target, mode: 'bridge' };
     } catch (error) {
+      // Answered but unusable (e.g. no common codec): do not leave the human in dead air.
+      if (dialog && !handedOver) await dialog.hangUp().catch(() => undefined);
       const reason =
         error instanceof OutboundCallFailed ? `${error.failure} (${error.status})` : errorMessage(error);
       return { ok: false, target, mode: 'bridge', reason };
     } finally {
+      call.off('ended', onCallEnded);
       if (!handedOver) lease.release();
     }
   }

@@ -32,6 +32,17 @@ export interface Config {
     timeoutMs: number;
   };
   calls: { maxConcurrent: number; busyRetryAfterS: number; shutdownGraceMs: number };
+  api: {
+    port: number;
+    bindAddress: string;
+    /** Empty: no auth (allowed only on a loopback bind). */
+    token: string;
+    allowedDestinations: string[];
+    rateLimitPerMinute: number;
+  };
+  webhooks: { url: string; secret: string };
+  /** Registration to a PBX as an extension; `registrar` empty = off. */
+  registration: { registrar: string; user: string; password: string; expiresS: number };
   /** Phrases in the caller's speech that ask for a human, for providers without function calling. */
   transferKeywords: string[];
   transfer: {
@@ -171,6 +182,22 @@ export function parseConfig(source: Readonly<Record<string, string | undefined>>
       undefined,
     );
   }
+  if (r.WEBHOOK_URL !== '' && r.WEBHOOK_SECRET === '') {
+    throw new ConfigError(
+      'WEBHOOK_SECRET',
+      'is empty',
+      'a secret to sign webhooks with (required with WEBHOOK_URL)',
+      undefined,
+    );
+  }
+  if (r.SIP_REGISTRAR !== '' && r.SIP_REGISTER_USER === '') {
+    throw new ConfigError(
+      'SIP_REGISTER_USER',
+      'is empty',
+      'the extension to register (required with SIP_REGISTRAR)',
+      undefined,
+    );
+  }
   if (
     r.AI_PROVIDER === 'doubao' &&
     r.DOUBAO_API_KEY === '' &&
@@ -231,6 +258,22 @@ export function parseConfig(source: Readonly<Record<string, string | undefined>>
       dtmfKey: r.DTMF_TRANSFER_KEY,
     },
     dtmfToAgent: r.DTMF_TO_AGENT,
+    api: {
+      port: r.HTTP_PORT,
+      bindAddress: r.HTTP_BIND_ADDRESS,
+      token: r.API_TOKEN,
+      allowedDestinations: r.OUTBOUND_ALLOWED_DESTINATIONS.split(',')
+        .map((d) => d.trim())
+        .filter(Boolean),
+      rateLimitPerMinute: r.API_RATE_LIMIT_PER_MINUTE,
+    },
+    webhooks: { url: r.WEBHOOK_URL, secret: r.WEBHOOK_SECRET },
+    registration: {
+      registrar: r.SIP_REGISTRAR,
+      user: r.SIP_REGISTER_USER,
+      password: r.SIP_REGISTER_PASSWORD,
+      expiresS: r.SIP_REGISTER_EXPIRES,
+    },
     transferKeywords: r.TRANSFER_KEYWORDS.split(',')
       .map((k) => k.trim().toLowerCase())
       .filter(Boolean),

@@ -22,9 +22,17 @@ export interface LoadOptions {
 
 /** The only code that reads process.env: defaults < .env < environment, then validation. */
 export function loadConfig(options: LoadOptions = {}): Config {
+  return parseConfig(loadRawEnv(options));
+}
+
+/**
+ * The merged, unvalidated key/value view (defaults < .env < environment). For commands that validate
+ * their own inputs, such as `voxgate twilio setup`.
+ */
+export function loadRawEnv(options: LoadOptions = {}): Record<string, string | undefined> {
   const env = options.env ?? process.env;
   const defaults = parseDotenv(readFileSync(options.defaultsFile ?? DEFAULTS_FILE));
   const dotenvFile = options.dotenvFile ?? join(process.cwd(), '.env');
   const local = existsSync(dotenvFile) ? parseDotenv(readFileSync(dotenvFile)) : {};
-  return parseConfig({ ...defaults, ...local, ...env });
+  return { ...defaults, ...local, ...env };
 }

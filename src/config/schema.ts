@@ -136,6 +136,43 @@ export const configFields = {
     expected: 'one of 0-9 * # A-D, or empty',
   },
   DTMF_TO_AGENT: { schema: bool, expected: 'true or false' },
+  HTTP_PORT: { schema: int(1, 65535), expected: 'a TCP port 1-65535' },
+  HTTP_BIND_ADDRESS: { schema: address, expected: 'an IP address (127.0.0.1 keeps the API local)' },
+  API_TOKEN: {
+    schema: z
+      .string()
+      .trim()
+      .refine((v) => v === '' || v.length >= 16, { error: 'is shorter than 16 characters' }),
+    expected: 'a bearer token of 16+ characters (required unless HTTP_BIND_ADDRESS is loopback)',
+    secret: true,
+  },
+  OUTBOUND_ALLOWED_DESTINATIONS: {
+    schema: z.string(),
+    expected:
+      'comma-separated E.164 prefixes (+1555) and SIP domains (sip:pbx.example.com); empty denies all',
+  },
+  API_RATE_LIMIT_PER_MINUTE: { schema: int(1, 100_000), expected: 'calls per minute per token, 1-100000' },
+  WEBHOOK_URL: {
+    schema: z
+      .string()
+      .trim()
+      .refine((v) => v === '' || (URL.canParse(v) && /^https?:$/.test(new URL(v).protocol)), {
+        error: 'is not an http(s) URL',
+      }),
+    expected: 'an http:// or https:// URL, or empty',
+  },
+  WEBHOOK_SECRET: {
+    schema: z.string(),
+    expected: 'the HMAC key webhook receivers verify with',
+    secret: true,
+  },
+  SIP_REGISTRAR: {
+    schema: sipUriOrEmpty,
+    expected: 'sip:host[:port][;transport=udp|tcp], or empty for no registration',
+  },
+  SIP_REGISTER_USER: { schema: z.string().trim(), expected: 'the extension / user name' },
+  SIP_REGISTER_PASSWORD: { schema: z.string(), expected: 'the extension password', secret: true },
+  SIP_REGISTER_EXPIRES: { schema: int(30, 86_400), expected: 'seconds 30-86400' },
   AI_PROVIDER: {
     schema: z.enum(['echo', 'openai', 'gemini', 'doubao'], { error: 'is not a known provider' }),
     expected: 'one of echo, openai, gemini, doubao',

@@ -59,6 +59,11 @@ export class SipAgent extends TypedEmitter<SipAgentEvents> {
     });
   }
 
+  /** Out-of-dialog requests (REGISTER to a PBX); valid once connected. */
+  get requester(): Pick<SrfInstance, 'request'> {
+    return this.#srf;
+  }
+
   /** Places a call through drachtio-server; see sendInvite for outcomes. */
   placeCall(options: OutboundInviteOptions): Promise<SipDialog> {
     return sendInvite(this.#srf, options, this.#options.userAgent);

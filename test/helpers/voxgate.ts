@@ -1,6 +1,7 @@
 // voxgate as a child process (node --import tsx src/main.ts) with its pino JSON log lines collected.
 import type { DrachtioServer } from './drachtio.js';
 import { REPO_ROOT, spawnManaged, type ExitInfo, type ManagedProcess } from './processes.js';
+import { freeTcpPort } from './ports.js';
 
 /** A parsed pino line: an object with at least level/time/msg in practice; validated loosely. */
 export type LogRecord = Readonly<Record<string, unknown>>;
@@ -85,6 +86,8 @@ export async function startVoxgate(
     PATH: process.env['PATH'] ?? '/usr/bin:/bin',
     HOME: process.env['HOME'] ?? REPO_ROOT,
     ...VOXGATE_TEST_DEFAULTS,
+    // Each voxgate gets its own API port, so suites never collide on the default 8080.
+    HTTP_PORT: String(await freeTcpPort()),
     ...env,
     LOG_LEVEL: 'debug',
   };

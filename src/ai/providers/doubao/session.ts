@@ -529,7 +529,7 @@ export class DoubaoRealtimeProvider implements RealtimeProvider {
                 sessionId,
                 startSessionPayload({
                   model: config.model,
-                  speaker: config.speaker,
+                  speaker: options.voice ?? config.speaker,
                   botName: config.botName,
                   systemRole: [config.systemRole, options.instructions]
                     .filter((s) => s.trim() !== '')

@@ -201,7 +201,7 @@ class GeminiDialer {
     return setupMessage({
       model: modelResource(backend, model, project, location),
       instructions: options.instructions,
-      voice,
+      voice: options.voice ?? voice,
       tools: options.tools ?? [],
       resumptionHandle,
     });

@@ -252,7 +252,7 @@ export class OpenAIRealtimeProvider implements RealtimeProvider {
               sessionUpdate({
                 model: this.config.model,
                 instructions: options.instructions,
-                voice: this.config.voice,
+                voice: options.voice ?? this.config.voice,
                 codec: options.codec,
                 transcriptionModel: this.config.transcriptionModel,
               }),
