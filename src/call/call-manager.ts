@@ -192,8 +192,7 @@ export class CallManager extends TypedEmitter<CallManagerEvents> {
   readonly #checkMediaTimeouts = (): void => {
     const now = this.#clock.now();
     for (const call of this.#calls.values()) {
-      if (call.state !== 'active') continue;
-      const expired = call.media?.checkTimeout(this.#options.mediaTimeouts, now);
+      const expired = call.checkMediaTimeout(this.#options.mediaTimeouts, now);
       if (expired !== undefined) void call.end({ cause: 'media-timeout', detail: expired });
     }
   };

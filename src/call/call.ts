@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { TypedEmitter } from '../core/events.js';
 import { errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
-import type { MediaSession, MediaSessionStats } from '../media/media-session.js';
+import type { MediaSession, MediaSessionStats, MediaTimeouts } from '../media/media-session.js';
 import type { MediaRelay } from '../media/relay.js';
 import type { RealtimeSession, Transcript } from '../ai/realtime.js';
 import type { SipDialog } from '../sip/sip-dialog.js';
@@ -142,6 +142,15 @@ export class Call extends TypedEmitter<CallEvents> {
   /** Bridged transfer: the call now also owns the human's leg and the relay between the two. */
   attachTransferLeg(leg: TransferLeg): void {
     this.#transferLeg = leg;
+  }
+
+  /** A media timeout on any of this call's legs, if one expired (paused legs never time out). */
+  checkMediaTimeout(timeouts: MediaTimeouts, now: number): string | undefined {
+    if (this.state !== 'active' && this.state !== 'bridged') return undefined;
+    const caller = this.#media?.checkTimeout(timeouts, now);
+    if (caller !== undefined) return caller;
+    const human = this.#transferLeg?.media.checkTimeout(timeouts, now);
+    return human === undefined ? undefined : `transfer target: ${human}`;
   }
 
   /** The agent leaves the conversation (bridged transfer): stop the bridge and close the session. */

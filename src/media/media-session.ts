@@ -7,6 +7,7 @@ import { TypedEmitter } from '../core/events.js';
 import { DtmfReceiver, DtmfSender, type DtmfDigitEvent } from './dtmf.js';
 import { JitterBuffer, type JitterBufferOptions, type JitterBufferStats } from './jitter-buffer.js';
 import { PacketLossConcealer } from './plc.js';
+import { RtcpSession, type RtcpStats } from './rtcp-session.js';
 import { decodeG711, encodeG711 } from './g711.js';
 import { SAMPLES_PER_FRAME } from '../core/audio.js';
 import { OutboundAudio, type OutboundStats } from './outbound-audio.js';
@@ -29,6 +30,7 @@ export interface MediaSessionStats {
   rtp: RtpStats;
   inbound: InboundStats;
   jitter: JitterBufferStats;
+  rtcp: RtcpStats;
   outbound: OutboundStats;
   latchedTo: string | undefined;
 }
@@ -73,6 +75,7 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> implements Pa
 
   readonly #dtmfReceiver = new DtmfReceiver();
   readonly #jitter: JitterBuffer;
+  readonly #rtcp: RtcpSession;
   readonly #plc = new PacketLossConcealer();
   readonly #linear = new Int16Array(SAMPLES_PER_FRAME);
   readonly #concealed = new Uint8Array(SAMPLES_PER_FRAME);
@@ -97,6 +100,7 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> implements Pa
     this.endpoint = new RtpEndpoint(lease.socket, remoteOf(media), log, () => clock.now());
     this.endpoint.on('latched', (address, port) => {
       this.#latchedTo = `${address}:${port}`;
+      this.#rtcp.setRemote(rtcpTarget(address, port));
       log.debug({ address, port }, 'rtp latched');
     });
     this.outbound = new OutboundAudio({
@@ -107,9 +111,17 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> implements Pa
       maxQueueMs: MAX_OUTBOUND_QUEUE_MS,
     });
     this.#applyDirection();
-    this.endpoint.on('audio', (payload, seq, timestamp, ssrc, marker) =>
-      this.#jitter.push({ seq, timestamp, ssrc, marker, payload }, clock.now()),
+    this.#rtcp = new RtcpSession(
+      lease.rtcpSocket,
+      this.endpoint.ssrc,
+      rtcpTarget(media.remoteAddress, media.remotePort),
+      () => clock.now(),
+      log,
     );
+    this.endpoint.on('audio', (payload, seq, timestamp, ssrc, marker) => {
+      this.#rtcp.onRtp(ssrc, seq, timestamp, payload.length);
+      this.#jitter.push({ seq, timestamp, ssrc, marker, payload }, clock.now());
+    });
     this.endpoint.on('telephoneEvent', (payload, timestamp, marker) =>
       this.#dtmfReceiver.onPacket(payload, timestamp, marker, clock.now()),
     );
@@ -123,6 +135,12 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> implements Pa
     this.#dtmfReceiver.tick(slotTime);
     this.#playInbound(slotTime);
     this.outbound.onTick(slotTime);
+    const sent = this.endpoint.stats;
+    this.#rtcp.tick(slotTime, {
+      packetCount: sent.packetsSent,
+      octetCount: sent.bytesSent - sent.packetsSent * RTP_HEADER_BYTES,
+      rtpTimestamp: this.outbound.currentTimestamp,
+    });
   }
 
   /** One frame out of the jitter buffer: real audio (through the PLC history) or a concealed frame. */
@@ -175,7 +193,10 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> implements Pa
     const moved =
       media.remoteAddress !== this.#media.remoteAddress || media.remotePort !== this.#media.remotePort;
     this.#media = media;
-    if (moved) this.endpoint.updateRemote(remoteOf(media));
+    if (moved) {
+      this.endpoint.updateRemote(remoteOf(media));
+      this.#rtcp.setRemote(rtcpTarget(media.remoteAddress, media.remotePort));
+    }
     this.#applyDirection();
   }
 
@@ -204,6 +225,7 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> implements Pa
       rtp: { ...this.endpoint.stats },
       inbound: { ...this.#inbound },
       jitter: { ...this.#jitter.stats },
+      rtcp: this.#rtcp.stats(),
       outbound: { ...this.outbound.stats },
       latchedTo: this.#latchedTo,
     };
@@ -213,6 +235,7 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> implements Pa
     if (this.#closed) return;
     this.#closed = true;
     this.#mediaClock.remove(this);
+    this.#rtcp.close('hang-up');
     this.#dtmfReceiver.reset();
     this.#jitter.reset();
     this.removeAllListeners();
@@ -260,3 +283,10 @@ function remoteOf(media: NegotiatedMedia): {
     telephoneEventPayloadType: media.telephoneEventPayloadType,
   };
 }
+
+/** RTCP goes to RTP port + 1 (we never negotiate rtcp-mux), until the peer's RTCP shows its real source. */
+function rtcpTarget(address: string, rtpPort: number): { address: string; port: number } {
+  return { address, port: rtpPort + 1 };
+}
+
+const RTP_HEADER_BYTES = 12;

@@ -78,6 +78,11 @@ export class OutboundAudio implements Paced {
     this.#silence = SILENCE_BYTE[options.codec];
   }
 
+  /** RTP timestamp of the next frame: "now" on this stream's media clock (for RTCP sender reports). */
+  get currentTimestamp(): number {
+    return (this.#options.initialTimestamp + this.#frameIndex * SAMPLES_PER_FRAME) >>> 0;
+  }
+
   get queuedMs(): number {
     return (this.#queuedBytes / SAMPLES_PER_FRAME) * FRAME_MS;
   }

@@ -6,6 +6,8 @@ import { PortsExhaustedError } from '../core/errors.js';
 export interface PortLease {
   readonly port: number;
   readonly socket: Socket;
+  /** RTCP socket on port + 1 (RFC 3550 §11). */
+  readonly rtcpSocket: Socket;
   /** Closes the socket and returns the port pair to the pool. Idempotent. */
   release(): void;
 }
@@ -48,28 +50,34 @@ export class PortPool {
       this.#cursor = (this.#cursor + 1) % this.#evenPorts.length;
       if (this.#inUse.has(port)) continue;
       this.#inUse.add(port);
+      let socket: Socket | undefined;
       try {
-        const socket = await bindUdp(this.#options.bindAddress, port);
-        return this.#lease(port, socket);
+        socket = await bindUdp(this.#options.bindAddress, port);
+        const rtcpSocket = await bindUdp(this.#options.bindAddress, port + 1);
+        return this.#lease(port, socket, rtcpSocket);
       } catch {
+        socket?.close();
         this.#inUse.delete(port); // held by someone else: try the next one
       }
     }
     throw new PortsExhaustedError(`no free RTP port in ${this.#options.min}-${this.#options.max}`);
   }
 
-  #lease(port: number, socket: Socket): PortLease {
+  #lease(port: number, socket: Socket, rtcpSocket: Socket): PortLease {
     let released = false;
     return {
       port,
       socket,
+      rtcpSocket,
       release: () => {
         if (released) return;
         released = true;
-        try {
-          socket.close();
-        } catch {
-          // already closed by an error path; the port is free either way
+        for (const s of [socket, rtcpSocket]) {
+          try {
+            s.close();
+          } catch {
+            // already closed by an error path; the port is free either way
+          }
         }
         this.#inUse.delete(port);
       },

@@ -140,6 +140,8 @@ export class SipDialog extends TypedEmitter<SipDialogEvents> {
         }
       };
       this.#notifyListeners.add(listener);
+      // The caller may hang up mid-transfer: stop waiting at once.
+      this.once('ended', () => resolve({ outcome: 'failed', status: 0 }));
     });
     try {
       const response = await this.#dialog.request({
