@@ -17,6 +17,7 @@ import { EchoProvider } from './ai/providers/echo.js';
 import { OpenAIRealtimeProvider } from './ai/providers/openai/session.js';
 import { GeminiLiveProvider } from './ai/providers/gemini/session.js';
 import { DoubaoRealtimeProvider } from './ai/providers/doubao/session.js';
+import { FailoverProvider } from './ai/failover.js';
 import { SipAgent } from './sip/sip-agent.js';
 import { CallManager, type OutboundSetup } from './call/call-manager.js';
 import { Transferrer } from './call/transfer.js';
@@ -51,7 +52,14 @@ function resolvePublicAddress(config: Config, log: Logger): string {
 }
 
 function createProvider(config: Config): RealtimeProvider {
-  switch (config.ai.provider) {
+  const primary = providerNamed(config.ai.provider, config);
+  return config.ai.fallbackProvider === undefined
+    ? primary
+    : new FailoverProvider(primary, providerNamed(config.ai.fallbackProvider, config));
+}
+
+function providerNamed(name: Config['ai']['provider'], config: Config): RealtimeProvider {
+  switch (name) {
     case 'echo':
       return new EchoProvider(config.ai.echo.delayMs, monotonicClock);
     case 'openai':

@@ -54,6 +54,12 @@ export interface Config {
   dtmfToAgent: boolean;
   ai: {
     provider: ProviderName;
+    /** Answers when `provider` cannot connect at call start; undefined = none. */
+    fallbackProvider: ProviderName | undefined;
+    /** SIP headers of inbound INVITEs passed to the agent as call context (lower-cased names). */
+    contextHeaders: string[];
+    /** JSON file of operator-defined HTTP tools; empty = none. */
+    toolsFile: string;
     connectTimeoutMs: number;
     instructions: string;
     greeting: string;
@@ -182,6 +188,25 @@ export function parseConfig(source: Readonly<Record<string, string | undefined>>
       undefined,
     );
   }
+  if (r.AI_FALLBACK_PROVIDER === r.AI_PROVIDER) {
+    throw new ConfigError(
+      'AI_FALLBACK_PROVIDER',
+      `is the same as AI_PROVIDER (${r.AI_PROVIDER})`,
+      'a different provider, or empty',
+      undefined,
+    );
+  }
+  const bad = r.CALLER_CONTEXT_HEADERS.split(',')
+    .map((h) => h.trim())
+    .find((h) => h !== '' && !/^[A-Za-z0-9-]+$/.test(h));
+  if (bad !== undefined) {
+    throw new ConfigError(
+      'CALLER_CONTEXT_HEADERS',
+      `has ${JSON.stringify(bad)}, which is not a header name`,
+      'comma-separated SIP header names',
+      undefined,
+    );
+  }
   if (r.WEBHOOK_URL !== '' && r.WEBHOOK_SECRET === '') {
     throw new ConfigError(
       'WEBHOOK_SECRET',
@@ -279,6 +304,11 @@ export function parseConfig(source: Readonly<Record<string, string | undefined>>
       .filter(Boolean),
     ai: {
       provider: r.AI_PROVIDER,
+      fallbackProvider: r.AI_FALLBACK_PROVIDER === '' ? undefined : r.AI_FALLBACK_PROVIDER,
+      contextHeaders: r.CALLER_CONTEXT_HEADERS.split(',')
+        .map((h) => h.trim().toLowerCase())
+        .filter(Boolean),
+      toolsFile: r.TOOLS_FILE,
       connectTimeoutMs: r.PROVIDER_CONNECT_TIMEOUT_MS,
       instructions: r.AGENT_INSTRUCTIONS,
       greeting: r.AGENT_GREETING,

@@ -177,6 +177,12 @@ export const configFields = {
     schema: z.enum(['echo', 'openai', 'gemini', 'doubao'], { error: 'is not a known provider' }),
     expected: 'one of echo, openai, gemini, doubao',
   },
+  AI_FALLBACK_PROVIDER: {
+    schema: z.enum(['', 'echo', 'openai', 'gemini', 'doubao'], { error: 'is not a known provider' }),
+    expected: 'empty, or one of echo, openai, gemini, doubao (different from AI_PROVIDER)',
+  },
+  CALLER_CONTEXT_HEADERS: { schema: z.string(), expected: 'comma-separated SIP header names (X-… headers)' },
+  TOOLS_FILE: { schema: z.string().trim(), expected: 'a path to a JSON file of operator tools, or empty' },
   PROVIDER_CONNECT_TIMEOUT_MS: { schema: int(100, 60_000), expected: 'milliseconds 100-60000' },
   ECHO_DELAY_MS: { schema: int(0, 10_000), expected: 'milliseconds 0-10000' },
   OPENAI_API_KEY: { schema: z.string().trim(), expected: 'an OpenAI API key', secret: true },

@@ -55,6 +55,8 @@ class OpenAIRealtimeSession extends TypedEmitter<RealtimeEvents> implements Real
   readonly #ws: WebSocket;
   readonly #log: Logger;
   #activeResponseId: string | undefined;
+  readonly #pendingResponses: (string | undefined)[] = [];
+  #responseRequested = false;
   readonly #droppedResponses = new Set<string>();
   /** Bytes of assistant audio received per item: truncate may not exceed it. */
   readonly #receivedBytes = new Map<string, number>();
@@ -82,10 +84,23 @@ class OpenAIRealtimeSession extends TypedEmitter<RealtimeEvents> implements Real
 
   sendToolResult(callId: string, output: unknown): void {
     this.#send(functionCallOutput(callId, output));
-    this.#send(createResponse());
+    this.#queueResponse(undefined);
   }
 
   respond(instructions: string): void {
+    // Only one response may be active; a request made meanwhile (a keypad digit while the agent talks)
+    // is held and sent when the current response is done, never dropped.
+    this.#queueResponse(instructions);
+  }
+
+  #queueResponse(instructions: string | undefined): void {
+    if (this.#activeResponseId !== undefined || this.#responseRequested)
+      this.#pendingResponses.push(instructions);
+    else this.#requestResponse(instructions);
+  }
+
+  #requestResponse(instructions?: string): void {
+    this.#responseRequested = true; // until response.created: a second response.create would be refused
     this.#send(createResponse(instructions));
   }
 
@@ -119,10 +134,13 @@ class OpenAIRealtimeSession extends TypedEmitter<RealtimeEvents> implements Real
     switch (event.type) {
       case 'response.created':
         this.#activeResponseId = event.response.id;
+        this.#responseRequested = false;
         break;
-      case 'response.done':
+      case 'response.done': {
         if (this.#activeResponseId === event.response.id) this.#activeResponseId = undefined;
+        if (this.#pendingResponses.length > 0) this.#requestResponse(this.#pendingResponses.shift());
         break;
+      }
       case 'response.output_audio.delta': {
         if (this.#droppedResponses.has(event.response_id)) return; // late audio of an interrupted reply
         const audio = Buffer.from(event.delta, 'base64');
