@@ -23,6 +23,8 @@ import { CallManager, type OutboundSetup } from './call/call-manager.js';
 import { Transferrer } from './call/transfer.js';
 import { toolDeclarations } from './call/tools.js';
 import { Registration } from './sip/registration.js';
+import { TWILIO_SIGNALLING_NETWORKS } from './sip/twilio.js';
+import { ipv4InNetworks, parseIpv4Network } from './core/cidr.js';
 import { createApiServer, startApiServer } from './api/server.js';
 import { assertApiExposureSafe } from './api/auth.js';
 import { readinessFrom } from './api/call-control.js';
@@ -49,6 +51,16 @@ function resolvePublicAddress(config: Config, log: Logger): string {
   const chosen = candidates[0]?.address ?? '127.0.0.1';
   log.warn({ address: chosen }, 'RTP_PUBLIC_ADDRESS not set; using this address in SDP (set it behind NAT)');
   return chosen;
+}
+
+/** SIP_ALLOWED_SOURCES as a predicate; "twilio" expands to Twilio's signalling networks. */
+function allowedSourceCheck(entries: readonly string[]): (address: string) => boolean {
+  if (entries.length === 0) return () => true;
+  const networks = entries
+    .flatMap((e) => (e.toLowerCase() === 'twilio' ? TWILIO_SIGNALLING_NETWORKS : [e]))
+    .map((e) => parseIpv4Network(e))
+    .filter((n) => n !== undefined);
+  return (address) => ipv4InNetworks(address, networks);
 }
 
 function createProvider(config: Config): RealtimeProvider {
@@ -120,6 +132,7 @@ export function startVoxgate(config: Config, log: Logger): Voxgate {
         );
   const calls = new CallManager(
     {
+      isAllowedSource: allowedSourceCheck(config.sip.allowedSources),
       maxConcurrent: config.calls.maxConcurrent,
       busyRetryAfterS: config.calls.busyRetryAfterS,
       mediaTimeouts: { initialMs: config.rtp.initialTimeoutMs, steadyMs: config.rtp.timeoutMs },
@@ -132,6 +145,7 @@ export function startVoxgate(config: Config, log: Logger): Voxgate {
       publicAddress,
       tools: toolDeclarations(transferrer?.targetNames ?? []),
       transferrer,
+      contextHeaders: config.ai.contextHeaders,
       dtmf: {
         transferKey: config.transfer.dtmfKey,
         toAgent: config.dtmfToAgent,

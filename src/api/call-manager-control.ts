@@ -1,6 +1,7 @@
 import type { CallSummary } from '../call/call.js';
 import type { CallManager } from '../call/call-manager.js';
 import type { Transferrer } from '../call/transfer.js';
+import { fillTemplate } from '../call/call-context.js';
 import type { CallControl, CallView, PlaceCallRequest, Readiness } from './call-control.js';
 import type { CallEventFeed } from './call-feed.js';
 import { CallInvalidStateError, InvalidArgumentError, NotFoundError } from './errors.js';
@@ -41,14 +42,6 @@ export function toCallView(s: CallSummary): CallView {
     media: s.media,
     bridge: s.bridge,
   };
-}
-
-/** `{{name}}` placeholders in instructions, filled from the API's `variables`. */
-export function fillTemplate(template: string, variables: Readonly<Record<string, string>>): string {
-  return template.replace(
-    /\{\{\s*([A-Za-z0-9_]+)\s*\}\}/g,
-    (whole, name: string) => variables[name] ?? whole,
-  );
 }
 
 /** The HTTP API's view of the call manager. */

@@ -3,6 +3,7 @@ import type { Clock } from '../core/clock.js';
 import type { Logger } from '../core/log.js';
 import type { MediaTimeouts } from '../media/media-session.js';
 import type { InboundInvite } from '../sip/inbound-invite.js';
+import { TWILIO_HEADERS } from '../sip/twilio.js';
 import { Call, type CallSummary } from './call.js';
 import { runInboundCall, type CallSetupDeps } from './inbound-call.js';
 import type { Termination } from './termination.js';
@@ -13,6 +14,8 @@ export { CallControlError } from './errors.js';
 export type { OutboundSetup } from './outbound-call.js';
 
 export interface CallManagerOptions {
+  /** Signalling sources INVITEs are accepted from (403 otherwise). */
+  isAllowedSource: (address: string) => boolean;
   maxConcurrent: number;
   busyRetryAfterS: number;
   mediaTimeouts: MediaTimeouts;
@@ -115,6 +118,14 @@ export class CallManager extends TypedEmitter<CallManagerEvents> {
   }
 
   handleInvite(invite: InboundInvite): void {
+    if (!this.#options.isAllowedSource(invite.info.sourceAddress)) {
+      this.#log.warn(
+        { source: invite.info.sourceAddress, sipCallId: invite.info.callId },
+        'INVITE from a source not in SIP_ALLOWED_SOURCES; refused',
+      );
+      invite.reject(403, { headers: { Warning: '399 voxgate "Source not allowed"' } });
+      return;
+    }
     const busy = this.#busyReason();
     if (busy !== undefined) {
       this.#log.warn({ sipCallId: invite.info.callId, why: busy, active: this.#calls.size }, 'call refused');
@@ -128,8 +139,14 @@ export class CallManager extends TypedEmitter<CallManagerEvents> {
       to: invite.info.toUser,
     });
     this.#register(call);
+    const twilio = {
+      callSid: invite.header(TWILIO_HEADERS.callSid),
+      accountSid: invite.header(TWILIO_HEADERS.accountSid),
+    };
+    if (twilio.callSid !== undefined) call.metadata.twilio = twilio;
     call.log.info(
       {
+        ...(twilio.callSid !== undefined ? { twilio } : {}),
         source: `${invite.info.sourceAddress}:${invite.info.sourcePort}`,
         transport: invite.info.transport,
         pii: { from: invite.info.fromUser, to: invite.info.toUser },

@@ -48,6 +48,7 @@ export interface CallSummary {
   /** Caller and callee (personal data: for the authenticated API, never for logs). */
   parties: CallParties;
   transcript: Transcript[];
+  metadata: Call['metadata'];
 }
 
 export interface CallParties {
@@ -74,6 +75,11 @@ export class Call extends TypedEmitter<CallEvents> {
   #transferLeg: TransferLeg | undefined;
   #termination: Termination | undefined;
   #ending: Promise<void> | undefined;
+  /** Media stats taken just before teardown closes the media (close() resets the jitter gauges). */
+  #finalMediaStats: MediaSessionStats | undefined;
+
+  /** Carrier identifiers worth recording (e.g. Twilio's CallSid for support tickets). */
+  readonly metadata: { twilio?: { callSid: string | undefined; accountSid: string | undefined } } = {};
 
   /** Transfer destination name this call prefers (API `transferTarget`), else the configured default. */
   preferredTransferTarget: string | undefined;
@@ -179,12 +185,13 @@ export class Call extends TypedEmitter<CallEvents> {
       provider: this.provider,
       durationMs: t.active === undefined ? 0 : (t.ended ?? Date.now()) - start,
       termination: this.#termination,
-      media: this.#media?.stats(),
+      media: this.#finalMediaStats ?? this.#media?.stats(),
       bridge: this.#bridge ? { ...this.#bridge.stats } : undefined,
       timestamps: { created: t.ringing ?? Date.now(), answered: t.active, ended: t.ended },
       sipCallId: this.#dialog?.callId ?? this.sipCallId,
       parties: { ...this.parties },
       transcript: [...this.transcript],
+      metadata: this.metadata,
     };
   }
 
@@ -215,6 +222,7 @@ export class Call extends TypedEmitter<CallEvents> {
           }
         }),
       );
+      this.#finalMediaStats = this.#media?.stats();
       this.#media?.close();
       this.#transferLeg?.media.close();
       this.#session?.close();

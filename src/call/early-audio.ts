@@ -1,21 +1,31 @@
-import type { AgentAudio, RealtimeSession } from '../ai/realtime.js';
+import type { AgentAudio, RealtimeSession, Transcript } from '../ai/realtime.js';
 
 /** Greeting audio held before answer: 10 s at 24 kHz PCM16 is the worst case we keep. */
 const MAX_EARLY_BYTES = 480_000;
 
+/** What the agent said before the call had media: audio to play first, transcripts to record. */
+export interface HeldAgentOutput {
+  audio: AgentAudio[];
+  transcripts: Transcript[];
+}
+
 /**
  * Holds agent audio that arrives before the call has media (the greeting is generated while the phone
  * rings), so the callee hears it from the first packet after answer instead of waiting for the model.
+ * The greeting's transcript usually completes before the answer too; it is held alongside, so the call's
+ * transcript starts with the greeting.
  */
 export class EarlyAudio {
   readonly #session: RealtimeSession;
   readonly #chunks: AgentAudio[] = [];
+  readonly #transcripts: Transcript[] = [];
   #bytes = 0;
   #dropped = 0;
 
   constructor(session: RealtimeSession) {
     this.#session = session;
     session.on('audio', this.#onAudio);
+    session.on('transcript', this.#onTranscript);
   }
 
   get droppedBytes(): number {
@@ -23,10 +33,15 @@ export class EarlyAudio {
   }
 
   /** Stops buffering and hands over what was held, oldest first. */
-  release(): AgentAudio[] {
+  release(): HeldAgentOutput {
     this.#session.off('audio', this.#onAudio);
-    return this.#chunks.splice(0);
+    this.#session.off('transcript', this.#onTranscript);
+    return { audio: this.#chunks.splice(0), transcripts: this.#transcripts.splice(0) };
   }
+
+  readonly #onTranscript = (entry: Transcript): void => {
+    this.#transcripts.push({ ...entry });
+  };
 
   readonly #onAudio = (audio: AgentAudio): void => {
     if (this.#bytes + audio.data.length > MAX_EARLY_BYTES) {

@@ -18,6 +18,7 @@ import { CallCanceledError, type InboundInvite } from '../sip/inbound-invite.js'
 import type { ReInvite, SipDialog } from '../sip/sip-dialog.js';
 import { AudioBridge } from './audio-bridge.js';
 import { EarlyAudio } from './early-audio.js';
+import { withCallContext } from './call-context.js';
 import { wireCallFeatures, type DtmfPolicy } from './call-features.js';
 import type { Transferrer } from './transfer.js';
 import type { Call } from './call.js';
@@ -40,6 +41,8 @@ export interface CallSetupDeps {
   tools: readonly ToolDeclaration[];
   transferrer: Transferrer | undefined;
   dtmf: DtmfPolicy;
+  /** Inbound INVITE headers (lower-case) passed to the agent as call context. */
+  contextHeaders: readonly string[];
 }
 
 /** How long we wait for the ACK that carries the answer to a late-offer 200 OK (RFC 3261 64·T1). */
@@ -92,7 +95,16 @@ export async function runInboundCall(invite: InboundInvite, call: Call, deps: Ca
     try {
       session = await deps.provider.connect({
         codec,
-        instructions: deps.instructions,
+        instructions: withCallContext(deps.instructions, {
+          from: invite.info.fromUser,
+          to: invite.info.toUser,
+          headers: Object.fromEntries(
+            deps.contextHeaders.flatMap((name) => {
+              const value = invite.header(name);
+              return value === undefined ? [] : [[name, value]];
+            }),
+          ),
+        }),
         greeting: deps.greeting,
         tools: deps.tools,
         log: call.log,
@@ -146,6 +158,8 @@ export async function runInboundCall(invite: InboundInvite, call: Call, deps: Ca
     const media = new MediaSession(lease, negotiated, deps.mediaClock, deps.clock, call.log);
     lease = undefined;
     call.attachMedia(media);
+    const held = early.release();
+    for (const entry of held.transcripts) call.addTranscript(entry);
     const bridge = new AudioBridge(
       media,
       session,
@@ -155,7 +169,7 @@ export async function runInboundCall(invite: InboundInvite, call: Call, deps: Ca
       },
       deps.clock,
       call.log,
-      early.release(),
+      held.audio,
     );
     call.attachBridge(bridge);
     dialog.on('reinvite', (reinvite) => handleReinvite(reinvite, dialog, media, local, call));

@@ -163,6 +163,8 @@ export async function runOutboundCall(
     const media = new MediaSession(lease, negotiated, deps.mediaClock, deps.clock, call.log);
     lease = undefined;
     call.attachMedia(media);
+    const held = early.release();
+    for (const entry of held.transcripts) call.addTranscript(entry);
     const bridge = new AudioBridge(
       media,
       session,
@@ -172,7 +174,7 @@ export async function runOutboundCall(
       },
       deps.clock,
       call.log,
-      early.release(),
+      held.audio,
     );
     call.attachBridge(bridge);
     wireCallFeatures(call, session, media, dialog, deps.transferrer, deps.dtmf);

@@ -1,5 +1,6 @@
 import type { z } from 'zod';
 import { configFields, type ConfigKey } from './schema.js';
+import { parseIpv4Network } from '../core/cidr.js';
 
 type Raw = { [K in ConfigKey]: z.output<(typeof configFields)[K]['schema']> };
 
@@ -11,6 +12,8 @@ export interface Config {
   drachtio: { host: string; port: number; secret: string; reconnectMaxDelayMs: number };
   sip: {
     userAgent: string;
+    /** INVITEs from other sources get 403; empty = any source. CIDRs, with "twilio" expanded. */
+    allowedSources: string[];
     /** Outbound trunk; `uri` empty means outbound calls are disabled. */
     trunk: {
       uri: string;
@@ -188,6 +191,17 @@ export function parseConfig(source: Readonly<Record<string, string | undefined>>
       undefined,
     );
   }
+  const badSource = r.SIP_ALLOWED_SOURCES.split(',')
+    .map((v) => v.trim())
+    .find((v) => v !== '' && v.toLowerCase() !== 'twilio' && parseIpv4Network(v) === undefined);
+  if (badSource !== undefined) {
+    throw new ConfigError(
+      'SIP_ALLOWED_SOURCES',
+      `has ${JSON.stringify(badSource)}, which is not an IPv4 address or CIDR`,
+      'comma-separated IPv4 CIDRs and/or twilio',
+      undefined,
+    );
+  }
   if (r.AI_FALLBACK_PROVIDER === r.AI_PROVIDER) {
     throw new ConfigError(
       'AI_FALLBACK_PROVIDER',
@@ -253,6 +267,9 @@ export function parseConfig(source: Readonly<Record<string, string | undefined>>
     },
     sip: {
       userAgent: r.SIP_USER_AGENT,
+      allowedSources: r.SIP_ALLOWED_SOURCES.split(',')
+        .map((v) => v.trim())
+        .filter(Boolean),
       trunk: {
         uri: r.SIP_TRUNK_URI,
         username: r.SIP_TRUNK_USERNAME,

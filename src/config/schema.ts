@@ -181,6 +181,10 @@ export const configFields = {
     schema: z.enum(['', 'echo', 'openai', 'gemini', 'doubao'], { error: 'is not a known provider' }),
     expected: 'empty, or one of echo, openai, gemini, doubao (different from AI_PROVIDER)',
   },
+  SIP_ALLOWED_SOURCES: {
+    schema: z.string(),
+    expected: 'comma-separated IPv4 addresses/CIDRs and the word twilio, or empty to accept any source',
+  },
   CALLER_CONTEXT_HEADERS: { schema: z.string(), expected: 'comma-separated SIP header names (X-… headers)' },
   TOOLS_FILE: { schema: z.string().trim(), expected: 'a path to a JSON file of operator tools, or empty' },
   PROVIDER_CONNECT_TIMEOUT_MS: { schema: int(100, 60_000), expected: 'milliseconds 100-60000' },
