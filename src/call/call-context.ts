@@ -9,10 +9,9 @@ export function fillTemplate(template: string, variables: Readonly<Record<string
 /** SIP header values are untrusted text: no control characters, bounded length. */
 const MAX_CONTEXT_VALUE_CHARS = 200;
 function sanitize(value: string): string {
-  return value
-    .replace(/[\u0000-\u001f\u007f]/g, ' ')
-    .trim()
-    .slice(0, MAX_CONTEXT_VALUE_CHARS);
+  let clean = '';
+  for (const ch of value) clean += ch < ' ' || ch === '\u007f' ? ' ' : ch;
+  return clean.trim().slice(0, MAX_CONTEXT_VALUE_CHARS);
 }
 
 export interface CallFacts {
