@@ -22,6 +22,8 @@ import { SipAgent } from './sip/sip-agent.js';
 import { CallManager, type OutboundSetup } from './call/call-manager.js';
 import { Transferrer } from './call/transfer.js';
 import { toolDeclarations } from './call/tools.js';
+import { OperatorTools } from './call/operator-tools.js';
+import { loadOperatorTools } from './config/tools-file.js';
 import { Registration } from './sip/registration.js';
 import { TWILIO_SIGNALLING_NETWORKS } from './sip/twilio.js';
 import { ipv4InNetworks, parseIpv4Network } from './core/cidr.js';
@@ -130,6 +132,7 @@ export function startVoxgate(config: Config, log: Logger): Voxgate {
           { ports, mediaClock, clock: monotonicClock, publicAddress, userAgent: config.sip.userAgent },
           outbound,
         );
+  const operatorTools = new OperatorTools(loadOperatorTools(config.ai.toolsFile));
   const calls = new CallManager(
     {
       isAllowedSource: allowedSourceCheck(config.sip.allowedSources),
@@ -143,7 +146,8 @@ export function startVoxgate(config: Config, log: Logger): Voxgate {
       clock: monotonicClock,
       provider,
       publicAddress,
-      tools: toolDeclarations(transferrer?.targetNames ?? []),
+      tools: [...toolDeclarations(transferrer?.targetNames ?? []), ...operatorTools.declarations()],
+      operatorTools,
       transferrer,
       contextHeaders: config.ai.contextHeaders,
       dtmf: {

@@ -4,6 +4,7 @@ import { parseDtmfInfo } from '../sip/dtmf-info.js';
 import type { SipDialog } from '../sip/sip-dialog.js';
 import type { Call } from './call.js';
 import { ToolRouter } from './tool-router.js';
+import type { OperatorTools } from './operator-tools.js';
 import { hangUpAfterPlayback } from './hang-up.js';
 import type { Transferrer } from './transfer.js';
 
@@ -28,8 +29,9 @@ export function wireCallFeatures(
   dialog: SipDialog,
   transferrer: Transferrer | undefined,
   dtmf: DtmfPolicy,
+  operatorTools?: OperatorTools,
 ): void {
-  new ToolRouter(call, session, transferrer);
+  new ToolRouter(call, session, transferrer, operatorTools);
   const onDigit = (digit: string, source: 'rfc4733' | 'info'): void => {
     call.log.info({ source, pii: { digit } }, 'dtmf digit');
     if (call.state !== 'active') return;

@@ -19,6 +19,7 @@ import type { ReInvite, SipDialog } from '../sip/sip-dialog.js';
 import { AudioBridge } from './audio-bridge.js';
 import { EarlyAudio } from './early-audio.js';
 import { withCallContext } from './call-context.js';
+import type { OperatorTools } from './operator-tools.js';
 import { wireCallFeatures, type DtmfPolicy } from './call-features.js';
 import type { Transferrer } from './transfer.js';
 import type { Call } from './call.js';
@@ -43,6 +44,8 @@ export interface CallSetupDeps {
   dtmf: DtmfPolicy;
   /** Inbound INVITE headers (lower-case) passed to the agent as call context. */
   contextHeaders: readonly string[];
+  /** Operator-defined HTTP tools (their declarations are already in `tools`). */
+  operatorTools: OperatorTools | undefined;
 }
 
 /** How long we wait for the ACK that carries the answer to a late-offer 200 OK (RFC 3261 64·T1). */
@@ -173,7 +176,7 @@ export async function runInboundCall(invite: InboundInvite, call: Call, deps: Ca
     );
     call.attachBridge(bridge);
     dialog.on('reinvite', (reinvite) => handleReinvite(reinvite, dialog, media, local, call));
-    wireCallFeatures(call, session, media, dialog, deps.transferrer, deps.dtmf);
+    wireCallFeatures(call, session, media, dialog, deps.transferrer, deps.dtmf, deps.operatorTools);
     call.transition('active');
     call.report({ type: 'answered' });
     call.log.info(

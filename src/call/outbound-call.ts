@@ -177,7 +177,7 @@ export async function runOutboundCall(
       held.audio,
     );
     call.attachBridge(bridge);
-    wireCallFeatures(call, session, media, dialog, deps.transferrer, deps.dtmf);
+    wireCallFeatures(call, session, media, dialog, deps.transferrer, deps.dtmf, deps.operatorTools);
     call.transition('active');
     call.report({ type: 'answered' });
     call.log.info(

@@ -5,6 +5,7 @@ import { CallControlError } from './errors.js';
 import { TOOL_NAMES, endCallArgs, sendDtmfArgs, transferArgs } from './tools.js';
 import type { Transferrer } from './transfer.js';
 import { hangUpAfterPlayback } from './hang-up.js';
+import type { OperatorTools } from './operator-tools.js';
 
 /**
  * Runs the model's tool calls for one call. Arguments are validated; every call gets a result back
@@ -15,6 +16,7 @@ export class ToolRouter {
     private readonly call: Call,
     private readonly session: RealtimeSession,
     private readonly transferrer: Transferrer | undefined,
+    private readonly operatorTools: OperatorTools | undefined,
   ) {
     session.on('toolCall', (toolCall) => void this.#run(toolCall));
   }
@@ -57,6 +59,7 @@ export class ToolRouter {
         return sent ? { ok: true } : { ok: false, error: 'the other side does not accept keypad tones' };
       }
       default:
+        if (this.operatorTools?.has(name)) return this.operatorTools.invoke(name, args, this.call.id);
         return { ok: false, error: `unknown tool ${name}` };
     }
   }

@@ -142,6 +142,8 @@ export interface ImpairRelayOptions {
   seed: number;
   /** Also forward datagrams from the target back to the last side-A sender (default false). */
   bidirectional?: boolean;
+  /** Impairment of the target → A direction (default `profile`), e.g. a clean return path. */
+  reverseProfile?: ImpairProfile;
   /** Port to listen on (default 0: any free port). */
   port?: number;
 }
@@ -214,7 +216,9 @@ export async function startImpairRelay(options: ImpairRelayOptions): Promise<Imp
     if (!fromTarget) sideA = { address: rinfo.address, port: rinfo.port };
     const destination = fromTarget ? sideA : { address: targetHost, port: targetPort };
     if (!destination) return;
-    const decision = decideImpairment(fromTarget ? reverseRandom : forwardRandom, options.profile);
+    const decision = fromTarget
+      ? decideImpairment(reverseRandom, options.reverseProfile ?? options.profile)
+      : decideImpairment(forwardRandom, options.profile);
     const record = fromTarget ? reverseLog : log;
     const seq = rtpSeq(data);
     if (decision.delaysMs.length === 0) {

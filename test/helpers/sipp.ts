@@ -1,4 +1,4 @@
-// SIPp (3.6.1) as a UAC for e2e tests: one call, loopback only, traces into test/.artifacts/.
+// SIPp (3.6.1) as a UAC (or, with runSippUas, a UAS) for e2e tests: one call, loopback only, traces into test/.artifacts/.
 //
 // SIPp quirks this helper hides:
 // - `-key k v` values are substituted while the scenario is parsed (at `-sf`), so every -key must come
@@ -15,6 +15,7 @@
 // - play_pcap_audio sends over a raw socket (root or CAP_NET_RAW) from [media_ip]:[media_port] (= -mp)
 //   to the c=/m=audio address of the last SDP received; ports are rebased on the lowest destination
 //   port found in the pcap.
+import dgram from 'node:dgram';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { freeEvenUdpPortRange, freeUdpPort } from './ports.js';
@@ -28,6 +29,8 @@ const SIPP_EXIT_SLACK_MS = 5_000;
 const SIPP_KILL_GRACE_MS = 2_000;
 /** Default bound for one scenario run. */
 const DEFAULT_SIPP_TIMEOUT_MS = 30_000;
+/** How often sippListening() probes the UAS's SIP port. */
+const LISTEN_POLL_MS = 25;
 
 export interface RunSippOptions {
   /** Scenario file: absolute, or a name in test/e2e/scenarios/ (".xml" optional). */
@@ -93,13 +96,54 @@ function readIfExists(file: string): string {
 
 /** Run one SIPp UAC call and collect its traces. Resolves (never rejects) once SIPp has exited. */
 export async function runSipp(options: RunSippOptions): Promise<SippResult> {
+  if (!/^127\.0\.0\.1:\d+$/.test(options.target)) {
+    throw new Error(`runSipp: target must be 127.0.0.1:<port> (loopback only), got ${options.target}`);
+  }
+  return spawnSipp(options, [options.target]);
+}
+
+export interface RunSippUasOptions extends Omit<RunSippOptions, 'target' | 'service' | 'localPort'> {
+  /** SIP UDP port the UAS listens on (what voxgate's trunk URI points at). */
+  localPort: number;
+}
+
+/**
+ * Run one SIPp UAS call (a scenario that starts with `<recv>`): no remote host, it answers where Via
+ * says. Resolves (never rejects) once SIPp has exited; wait for {@link sippListening} before sending
+ * it anything, or the first request meets ICMP port unreachable.
+ */
+export function runSippUas(options: RunSippUasOptions): Promise<SippResult> {
+  return spawnSipp(options, []);
+}
+
+/** Resolves once something holds UDP `port` on 127.0.0.1 (SIPp has bound it); rejects after `timeoutMs`. */
+export async function sippListening(port: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await udpPortTaken(port))) {
+    if (Date.now() > deadline) throw new Error(`sipp: nothing bound UDP ${port} within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, LISTEN_POLL_MS));
+  }
+}
+
+function udpPortTaken(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = dgram.createSocket('udp4');
+    socket.once('error', () => {
+      socket.close();
+      resolve(true);
+    });
+    socket.bind(port, '127.0.0.1', () => socket.close(() => resolve(false)));
+  });
+}
+
+async function spawnSipp(
+  options: Omit<RunSippOptions, 'target'>,
+  target: readonly string[],
+): Promise<SippResult> {
   const bin = findSipp();
   if (!bin) throw new Error('runSipp: sipp not found (apt-get install -y sip-tester, or set SIPP_BIN)');
   const scenarioFile = resolveScenario(options.scenario);
   if (!existsSync(scenarioFile)) throw new Error(`runSipp: no scenario at ${scenarioFile}`);
-  if (!/^127\.0\.0\.1:\d+$/.test(options.target)) {
-    throw new Error(`runSipp: target must be 127.0.0.1:<port> (loopback only), got ${options.target}`);
-  }
   const localPort = options.localPort ?? (await freeUdpPort());
   const mediaPort = options.mediaPort ?? (await freeEvenUdpPortRange(4));
   const controlPort = await freeUdpPort();
@@ -115,7 +159,7 @@ export async function runSipp(options: RunSippOptions): Promise<SippResult> {
   const setArgs = Object.entries(options.vars ?? {}).flatMap(([k, v]) => ['-set', k, v]);
   // prettier-ignore
   const args = [
-    options.target,
+    ...target, // none for a UAS
     ...keyArgs, // before -sf: keys are resolved while the scenario is parsed
     '-sf', scenarioFile,
     ...setArgs, // after -sf: variables must already be declared by the scenario
