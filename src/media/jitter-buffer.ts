@@ -113,7 +113,12 @@ export interface JitterBufferStats {
   jitterMs: number;
 }
 
+/** Without a quiet frame to drop, shrink anyway after this long over target (latency still matters). */
+export const SHRINK_FORCE_AFTER_MS = 3_000;
+
 export interface JitterBufferOptions {
+  /** Tells whether a frame is quiet enough to drop unnoticed when shrinking (default: any frame is). */
+  isQuiet?: (payload: Uint8Array) => boolean;
   /** Lower bound of the target delay; at least one frame (default JITTER_MIN_DELAY_MS). */
   minDelayMs?: number;
   /** Upper bound of the target delay and of the playout delay (default JITTER_MAX_DELAY_MS). */
@@ -154,6 +159,7 @@ export class JitterBuffer {
   readonly #maxDelay: number;
   readonly #quantile: number;
   readonly #shrinkInterval: number;
+  readonly #isQuiet: (payload: Uint8Array) => boolean;
   readonly #capacity: number;
 
   // Ring of slots.
@@ -208,6 +214,7 @@ export class JitterBuffer {
   readonly #emptyOut: JitterEmpty = { kind: 'empty' };
 
   constructor(options: JitterBufferOptions = {}) {
+    this.#isQuiet = options.isQuiet ?? (() => true);
     const minDelay = options.minDelayMs ?? JITTER_MIN_DELAY_MS;
     const maxDelay = options.maxDelayMs ?? JITTER_MAX_DELAY_MS;
     const quantile = options.delayQuantile ?? JITTER_DELAY_QUANTILE;
@@ -364,12 +371,16 @@ export class JitterBuffer {
       delay -= FRAME_MS;
       this.#overTargetSince = Number.NaN;
     } else if (delay > this.#target + EPSILON_MS) {
+      // Shrink by dropping a quiet frame when one comes (a dropped speech frame is an audible click);
+      // past SHRINK_FORCE_AFTER_MS over target, any frame will do.
       if (Number.isNaN(this.#overTargetSince)) this.#overTargetSince = nowMs;
+      const overFor = nowMs - this.#overTargetSince;
       if (
-        nowMs - this.#overTargetSince >= this.#shrinkInterval &&
+        overFor >= this.#shrinkInterval &&
         nowMs - this.#lastShrinkAt >= this.#shrinkInterval &&
         this.#isPresent(this.#playSlot) &&
-        this.#isPresent(this.#playSlot + 1)
+        this.#isPresent(this.#playSlot + 1) &&
+        (overFor >= SHRINK_FORCE_AFTER_MS || this.#isQuiet(this.#payloads[this.#index(this.#playSlot)]!))
       ) {
         this.#consume(this.#playSlot, 'discarded');
         this.#playSlot++;

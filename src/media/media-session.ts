@@ -91,7 +91,10 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> implements Pa
     options: MediaSessionOptions = {},
   ) {
     super((error, event) => log.error({ err: error, event }, 'media listener threw'));
-    this.#jitter = new JitterBuffer(options.jitter);
+    this.#jitter = new JitterBuffer({
+      isQuiet: (payload) => isQuietFrame(media.codec, payload),
+      ...options.jitter,
+    });
     this.#lease = lease;
     this.#media = media;
     this.#mediaClock = mediaClock;
@@ -290,3 +293,14 @@ function rtcpTarget(address: string, rtpPort: number): { address: string; port: 
 }
 
 const RTP_HEADER_BYTES = 12;
+
+/** Mean absolute level below which a frame can be dropped unnoticed (≈ −45 dBFS). */
+const QUIET_MEAN_ABS = 180;
+const quietScratch = new Int16Array(SAMPLES_PER_FRAME);
+
+function isQuietFrame(codec: G711Codec, payload: Uint8Array): boolean {
+  const samples = decodeG711(codec, payload, quietScratch);
+  let sum = 0;
+  for (let i = 0; i < samples.length; i++) sum += Math.abs(samples[i]!);
+  return sum / samples.length < QUIET_MEAN_ABS;
+}

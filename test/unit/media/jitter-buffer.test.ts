@@ -353,6 +353,34 @@ describe('JitterBuffer adaptive delay', () => {
     expect(jb.stats.late / packets.length).toBeLessThan(0.02);
   });
 
+  it('shrinks by dropping quiet frames only, while quiet frames keep coming', () => {
+    const packets = stream(1_000);
+    const jittery = impairSchedule(packets.slice(0, 500), jitterOnly, 5, { startMs: START_MS }).arrivals;
+    const calm = realTime(packets.slice(500), START_MS + 500 * FRAME_MS, 0);
+    const arrivals = [...jittery, ...calm];
+    // Byte 2 marks loudness (bytes 0-1 hold the seq): one quiet frame every 500 ms, the rest speech.
+    const isQuietSeq = (seq: number): boolean => seq % 25 === 0;
+    for (const p of packets) (p.payload as Uint8Array)[2] = isQuietSeq(p.seq) ? 0 : 1;
+    const { jb, out } = run(arrivals, 1_002, { isQuiet: (payload) => payload[2] === 0 });
+    expectInOrder(out);
+    const played = new Set(seqsOf(out, 'audio'));
+    const dropped = packets
+      .slice(500)
+      .filter((p) => !played.has(p.seq))
+      .map((p) => p.seq);
+    expect(dropped.length).toBeGreaterThan(0);
+    expect(dropped.every(isQuietSeq)).toBe(true);
+    expect(jb.stats.targetDelayMs).toBe(JITTER_MIN_DELAY_MS);
+  });
+
+  it('still shrinks when no frame is ever quiet (latency stays bounded)', () => {
+    const packets = stream(1_000);
+    const jittery = impairSchedule(packets.slice(0, 500), jitterOnly, 5, { startMs: START_MS }).arrivals;
+    const calm = realTime(packets.slice(500), START_MS + 500 * FRAME_MS, 0);
+    const { jb } = run([...jittery, ...calm], 1_002, { isQuiet: () => false });
+    expect(jb.stats.discarded).toBeGreaterThan(0);
+  });
+
   it('caps the target and the delay at maxDelayMs under jitter far beyond it', () => {
     const packets = stream(500);
     const wild = { lossRate: 0, jitterMs: 400, duplicateRate: 0, reorderRate: 0 };
