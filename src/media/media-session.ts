@@ -240,7 +240,6 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> implements Pa
     this.#mediaClock.remove(this);
     this.#rtcp.close('hang-up');
     this.#dtmfReceiver.reset();
-    this.#jitter.reset();
     this.removeAllListeners();
     this.outbound.flush();
     this.endpoint.close();
