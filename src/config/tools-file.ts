@@ -14,11 +14,9 @@ const toolSchema = z
       .refine((n) => !RESERVED.has(n), { error: 'is a built-in tool name' }),
     description: z.string().min(1).max(1024),
     parameters: z.looseObject({ type: z.literal('object') }),
-    url: z
-      .string()
-      .refine((u) => URL.canParse(u) && /^https?:$/.test(new URL(u).protocol), {
-        error: 'is not an http(s) URL',
-      }),
+    url: z.string().refine((u) => URL.canParse(u) && /^https?:$/.test(new URL(u).protocol), {
+      error: 'is not an http(s) URL',
+    }),
     timeoutMs: z.number().int().min(100).max(30_000).default(DEFAULT_TOOL_TIMEOUT_MS),
   })
   .strict();

@@ -360,7 +360,7 @@ describe('JitterBuffer adaptive delay', () => {
     const arrivals = [...jittery, ...calm];
     // Byte 2 marks loudness (bytes 0-1 hold the seq): one quiet frame every 500 ms, the rest speech.
     const isQuietSeq = (seq: number): boolean => seq % 25 === 0;
-    for (const p of packets) (p.payload as Uint8Array)[2] = isQuietSeq(p.seq) ? 0 : 1;
+    for (const p of packets) p.payload[2] = isQuietSeq(p.seq) ? 0 : 1;
     const { jb, out } = run(arrivals, 1_002, { isQuiet: (payload) => payload[2] === 0 });
     expectInOrder(out);
     const played = new Set(seqsOf(out, 'audio'));
