@@ -3,7 +3,6 @@ import type { Clock } from '../core/clock.js';
 import { ProviderError, errorMessage } from '../core/errors.js';
 import type { G711Codec } from '../core/audio.js';
 import type { MediaClock } from '../media/media-clock.js';
-import { MediaSession } from '../media/media-session.js';
 import type { PortLease, PortPool } from '../media/port-pool.js';
 import {
   SdpNegotiationError,
@@ -16,11 +15,12 @@ import {
 import type { RealtimeProvider, RealtimeSession, ToolDeclaration } from '../ai/realtime.js';
 import { CallCanceledError, type InboundInvite } from '../sip/inbound-invite.js';
 import type { ReInvite, SipDialog } from '../sip/sip-dialog.js';
-import { AudioBridge } from './audio-bridge.js';
 import { EarlyAudio } from './early-audio.js';
+import { goLive } from './go-live.js';
+import type { MediaSession } from '../media/media-session.js';
 import { withCallContext } from './call-context.js';
 import type { OperatorTools } from './operator-tools.js';
-import { wireCallFeatures, type DtmfPolicy } from './call-features.js';
+import type { DtmfPolicy } from './call-features.js';
 import type { Transferrer } from './transfer.js';
 import type { Call } from './call.js';
 
@@ -158,35 +158,9 @@ export async function runInboundCall(invite: InboundInvite, call: Call, deps: Ca
     if (call.isOver) return;
 
     // 6. Media and the bridge. From here the call owns the port.
-    const media = new MediaSession(lease, negotiated, deps.mediaClock, deps.clock, call.log);
+    const media = goLive(call, lease, negotiated, session, early, dialog, deps);
     lease = undefined;
-    call.attachMedia(media);
-    const held = early.release();
-    for (const entry of held.transcripts) call.addTranscript(entry);
-    const bridge = new AudioBridge(
-      media,
-      session,
-      {
-        transcript: (entry) => call.addTranscript(entry),
-        providerLost: (reason) => void call.end({ cause: 'provider-failed', detail: reason }),
-      },
-      deps.clock,
-      call.log,
-      held.audio,
-    );
-    call.attachBridge(bridge);
     dialog.on('reinvite', (reinvite) => handleReinvite(reinvite, dialog, media, local, call));
-    wireCallFeatures(call, session, media, dialog, deps.transferrer, deps.dtmf, deps.operatorTools);
-    call.transition('active');
-    call.report({ type: 'answered' });
-    call.log.info(
-      {
-        codec: negotiated.codec,
-        rtpPort: media.port,
-        remote: `${negotiated.remoteAddress}:${negotiated.remotePort}`,
-      },
-      'call answered',
-    );
   } catch (error) {
     if (call.isOver) return; // already ending for its own reason (BYE, CANCEL, provider loss)
     if (error instanceof SdpNegotiationError) {

@@ -1,6 +1,5 @@
 import { randomInt } from 'node:crypto';
 import { ProviderError, errorMessage } from '../core/errors.js';
-import { MediaSession } from '../media/media-session.js';
 import type { PortLease } from '../media/port-pool.js';
 import { SdpNegotiationError, buildOffer, selectMedia, type LocalMediaParams } from '../media/sdp.js';
 import type { RealtimeSession } from '../ai/realtime.js';
@@ -10,10 +9,9 @@ import {
   type OutboundInviteOptions,
 } from '../sip/outbound-invite.js';
 import type { SipDialog } from '../sip/sip-dialog.js';
-import { AudioBridge } from './audio-bridge.js';
 import type { Call } from './call.js';
 import { EarlyAudio } from './early-audio.js';
-import { wireCallFeatures } from './call-features.js';
+import { goLive } from './go-live.js';
 import type { CallSetupDeps } from './inbound-call.js';
 import type { TerminationCause } from './termination.js';
 
@@ -160,34 +158,8 @@ export async function runOutboundCall(
     if (call.isOver) return;
 
     const negotiated = selectMedia(dialog.remoteSdp, [codec]);
-    const media = new MediaSession(lease, negotiated, deps.mediaClock, deps.clock, call.log);
+    goLive(call, lease, negotiated, session, early, dialog, deps);
     lease = undefined;
-    call.attachMedia(media);
-    const held = early.release();
-    for (const entry of held.transcripts) call.addTranscript(entry);
-    const bridge = new AudioBridge(
-      media,
-      session,
-      {
-        transcript: (entry) => call.addTranscript(entry),
-        providerLost: (reason) => void call.end({ cause: 'provider-failed', detail: reason }),
-      },
-      deps.clock,
-      call.log,
-      held.audio,
-    );
-    call.attachBridge(bridge);
-    wireCallFeatures(call, session, media, dialog, deps.transferrer, deps.dtmf, deps.operatorTools);
-    call.transition('active');
-    call.report({ type: 'answered' });
-    call.log.info(
-      {
-        codec: negotiated.codec,
-        rtpPort: media.port,
-        remote: `${negotiated.remoteAddress}:${negotiated.remotePort}`,
-      },
-      'call answered',
-    );
   } catch (error) {
     if (call.isOver) return;
     if (error instanceof SdpNegotiationError) {

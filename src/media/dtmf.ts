@@ -3,29 +3,10 @@
 // Pure: no sockets, no timers; the RTP endpoint feeds packets in and the outbound pacer pulls packets out.
 import { SAMPLES_PER_FRAME } from '../core/audio.js';
 import { TypedEmitter, type ListenerErrorHandler } from '../core/events.js';
+import { DTMF_DIGITS, type DtmfDigit } from '../core/dtmf-digits.js';
 
-export type DtmfDigit =
-  '0' | '1' | '2' | '3' | '4' | '5' | '6' | '7' | '8' | '9' | '*' | '#' | 'A' | 'B' | 'C' | 'D';
-
-/** RFC 4733 §3.2 event codes 0–15, in order: the index is the event code. */
-const DIGITS: readonly DtmfDigit[] = [
-  '0',
-  '1',
-  '2',
-  '3',
-  '4',
-  '5',
-  '6',
-  '7',
-  '8',
-  '9',
-  '*',
-  '#',
-  'A',
-  'B',
-  'C',
-  'D',
-];
+export type { DtmfDigit } from '../core/dtmf-digits.js';
+const DIGITS = DTMF_DIGITS;
 
 /** Hook flash (RFC 4733 §3.2): a real event, but not a digit. */
 export const FLASH_EVENT = 16;

@@ -1,10 +1,9 @@
+import { DTMF_DIGITS, type DtmfDigit } from '../core/dtmf-digits.js';
 // DTMF carried in SIP INFO bodies (the out-of-band alternative to RFC 4733 events). Pure parsing; the
 // dialog layer answers the INFO and hands the digit to the call, which reports it like an RTP digit.
-// src/sip may not import src/media, so the small digit table is repeated here rather than shared.
 
 /** The digits SIP INFO can carry; the same set as RFC 4733 events 0–15. */
-export type InfoDtmfDigit =
-  '0' | '1' | '2' | '3' | '4' | '5' | '6' | '7' | '8' | '9' | '*' | '#' | 'A' | 'B' | 'C' | 'D';
+export type InfoDtmfDigit = DtmfDigit;
 
 export interface InfoDtmf {
   digit: InfoDtmfDigit;
@@ -13,24 +12,7 @@ export interface InfoDtmf {
 }
 
 /** Index = RFC 4733 event code, which some gear sends instead of the character (Signal=10 for '*'). */
-const DIGITS: readonly InfoDtmfDigit[] = [
-  '0',
-  '1',
-  '2',
-  '3',
-  '4',
-  '5',
-  '6',
-  '7',
-  '8',
-  '9',
-  '*',
-  '#',
-  'A',
-  'B',
-  'C',
-  'D',
-];
+const DIGITS = DTMF_DIGITS;
 
 /** A Duration above this is not a key press; it is ignored (the digit is still reported). */
 const MAX_DURATION_MS = 60_000;
