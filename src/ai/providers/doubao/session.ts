@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import WebSocket from 'ws';
 import { TypedEmitter } from '../../../core/events.js';
-import { ProviderError, errorMessage } from '../../../core/errors.js';
+import { ProviderError } from '../../../core/errors.js';
+import { connectAborted, watchSocketSetup } from '../../socket-setup.js';
 import { monotonicClock, type Clock } from '../../../core/clock.js';
 import type { Logger } from '../../../core/log.js';
 import type {
@@ -487,6 +488,7 @@ export class DoubaoRealtimeProvider implements RealtimeProvider {
         cleanup();
         reject(error);
       };
+      let unwatch = (): void => {};
       const timer = setTimeout(
         () =>
           fail(
@@ -497,20 +499,7 @@ export class DoubaoRealtimeProvider implements RealtimeProvider {
           ),
         config.connectTimeoutMs,
       );
-      const onAbort = (): void => fail(new ProviderError('connect aborted', 'aborted'));
-      const onUnexpected = (_req: unknown, res: { statusCode?: number }): void =>
-        fail(
-          new ProviderError(
-            `provider refused the connection: HTTP ${res.statusCode ?? '?'}`,
-            `http_${res.statusCode ?? 0}`,
-          ),
-        );
-      const onError = (error: Error): void =>
-        fail(
-          new ProviderError(`cannot reach provider: ${errorMessage(error)}`, 'unreachable', { cause: error }),
-        );
-      const onClose = (code: number): void =>
-        fail(new ProviderError(`provider closed the connection during setup (${code})`, 'closed'));
+      const onAbort = (): void => fail(connectAborted());
       const rejected = (why: string): void =>
         fail(new ProviderError(`session setup rejected: ${why}`, 'setup_rejected'));
       const onOpen = (): void => {
@@ -568,20 +557,16 @@ export class DoubaoRealtimeProvider implements RealtimeProvider {
       };
       const cleanup = (): void => {
         clearTimeout(timer);
+        unwatch();
         options.signal?.removeEventListener('abort', onAbort);
         ws.off('open', onOpen);
-        ws.off('unexpected-response', onUnexpected);
-        ws.off('error', onError);
-        ws.off('close', onClose);
         ws.off('message', onMessage);
       };
       if (options.signal?.aborted) return onAbort();
       options.signal?.addEventListener('abort', onAbort, { once: true });
       ws.on('open', onOpen);
-      ws.on('unexpected-response', onUnexpected);
-      ws.on('error', onError);
-      ws.on('close', onClose);
       ws.on('message', onMessage);
+      unwatch = watchSocketSetup(ws, fail);
     });
   }
 }

@@ -3,6 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import WebSocket from 'ws';
 import { TypedEmitter } from '../../../core/events.js';
 import { ProviderError, errorMessage } from '../../../core/errors.js';
+import { connectAborted, watchSocketSetup } from '../../socket-setup.js';
 import type { Logger } from '../../../core/log.js';
 import type {
   RealtimeCapabilities,
@@ -111,14 +112,13 @@ class GeminiDialer {
     return new Promise<void>((resolve, reject) => {
       let ws: WebSocket | undefined;
       let settled = false;
+      let unwatch = (): void => {};
       const cleanup = (): void => {
         settled = true;
         clearTimeout(timer);
+        unwatch();
         signal?.removeEventListener('abort', onAbort);
         ws?.off('open', onOpen);
-        ws?.off('unexpected-response', onUnexpected);
-        ws?.off('error', onError);
-        ws?.off('close', onClose);
         ws?.off('message', onMessage);
       };
       const fail = (error: ProviderError): void => {
@@ -140,28 +140,8 @@ class GeminiDialer {
           ),
         config.connectTimeoutMs,
       );
-      const onAbort = (): void => fail(new ProviderError('connect aborted', 'aborted'));
+      const onAbort = (): void => fail(connectAborted());
       const onOpen = (): void => ws?.send(JSON.stringify(setup));
-      const onUnexpected = (_req: unknown, res: { statusCode?: number }): void =>
-        fail(
-          new ProviderError(
-            `provider refused the connection: HTTP ${res.statusCode ?? '?'}`,
-            `http_${res.statusCode ?? 0}`,
-          ),
-        );
-      const onError = (error: Error): void =>
-        fail(
-          new ProviderError(`cannot reach provider: ${errorMessage(error)}`, 'unreachable', { cause: error }),
-        );
-      const onClose = (code: number, reason: Buffer): void => {
-        const text = reason.toString();
-        fail(
-          new ProviderError(
-            `provider closed the connection during setup (${code}${text ? ` ${text}` : ''})`,
-            SETUP_REJECTED_CLOSE_CODES.has(code) ? 'setup_rejected' : 'closed',
-          ),
-        );
-      };
       const onMessage = (data: WebSocket.RawData): void => {
         const decoded = decodeServerMessage(rawText(data));
         if (decoded.kind !== 'message' || decoded.message.setupComplete === undefined) return;
@@ -181,10 +161,8 @@ class GeminiDialer {
             maxPayload: MAX_FRAME_BYTES,
           });
           ws.on('open', onOpen);
-          ws.on('unexpected-response', onUnexpected);
-          ws.on('error', onError);
-          ws.on('close', onClose);
           ws.on('message', onMessage);
+          unwatch = watchSocketSetup(ws, fail, SETUP_REJECTED_CLOSE_CODES);
         },
         (error: unknown) =>
           fail(

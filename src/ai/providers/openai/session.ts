@@ -1,6 +1,7 @@
 import WebSocket from 'ws';
 import { TypedEmitter } from '../../../core/events.js';
-import { ProviderError, errorMessage } from '../../../core/errors.js';
+import { ProviderError } from '../../../core/errors.js';
+import { connectAborted, watchSocketSetup } from '../../socket-setup.js';
 import { g711Ms } from '../../../core/audio.js';
 import type { Logger } from '../../../core/log.js';
 import type {
@@ -237,6 +238,7 @@ export class OpenAIRealtimeProvider implements RealtimeProvider {
         cleanup();
         reject(error);
       };
+      let unwatch = (): void => {};
       const timer = setTimeout(
         () =>
           fail(
@@ -244,21 +246,8 @@ export class OpenAIRealtimeProvider implements RealtimeProvider {
           ),
         connectTimeoutMs,
       );
-      const onAbort = (): void => fail(new ProviderError('connect aborted', 'aborted'));
+      const onAbort = (): void => fail(connectAborted());
       options.signal?.addEventListener('abort', onAbort, { once: true });
-      const onUnexpected = (_req: unknown, res: { statusCode?: number }): void =>
-        fail(
-          new ProviderError(
-            `provider refused the connection: HTTP ${res.statusCode ?? '?'}`,
-            `http_${res.statusCode ?? 0}`,
-          ),
-        );
-      const onError = (error: Error): void =>
-        fail(
-          new ProviderError(`cannot reach provider: ${errorMessage(error)}`, 'unreachable', { cause: error }),
-        );
-      const onClose = (code: number): void =>
-        fail(new ProviderError(`provider closed the connection during setup (${code})`, 'closed'));
       const onMessage = (data: WebSocket.RawData): void => {
         const decoded = decodeServerEvent(rawText(data));
         if (decoded.kind !== 'event') return;
@@ -290,17 +279,13 @@ export class OpenAIRealtimeProvider implements RealtimeProvider {
       };
       const cleanup = (): void => {
         clearTimeout(timer);
+        unwatch();
         options.signal?.removeEventListener('abort', onAbort);
-        ws.off('unexpected-response', onUnexpected);
-        ws.off('error', onError);
-        ws.off('close', onClose);
         ws.off('message', onMessage);
       };
       if (options.signal?.aborted) return onAbort();
-      ws.on('unexpected-response', onUnexpected);
-      ws.on('error', onError);
-      ws.on('close', onClose);
       ws.on('message', onMessage);
+      unwatch = watchSocketSetup(ws, fail);
     });
   }
 }
