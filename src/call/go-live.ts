@@ -16,15 +16,23 @@ import type { CallSetupDeps } from './inbound-call.js';
  */
 export function goLive(
   call: Call,
-  lease: PortLease,
+  /** The leased port, or media already started by early media (183), which follows the answer's SDP. */
+  mediaOrLease: MediaSession | PortLease,
   negotiated: NegotiatedMedia,
   session: RealtimeSession,
   early: EarlyAudio,
   dialog: SipDialog,
   deps: CallSetupDeps,
 ): MediaSession {
-  const media = new MediaSession(lease, negotiated, deps.mediaClock, deps.clock, call.log);
-  call.attachMedia(media);
+  let media: MediaSession;
+  if (mediaOrLease instanceof MediaSession) {
+    media = mediaOrLease;
+    media.update(negotiated);
+    media.restartTimeouts();
+  } else {
+    media = new MediaSession(mediaOrLease, negotiated, deps.mediaClock, deps.clock, call.log);
+    call.attachMedia(media);
+  }
   const held = early.release();
   for (const entry of held.transcripts) call.addTranscript(entry);
   const bridge = new AudioBridge(

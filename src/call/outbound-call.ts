@@ -12,6 +12,7 @@ import type { SipDialog } from '../sip/sip-dialog.js';
 import type { Call } from './call.js';
 import { EarlyAudio } from './early-audio.js';
 import { goLive } from './go-live.js';
+import { MediaSession } from '../media/media-session.js';
 import type { CallSetupDeps } from './inbound-call.js';
 import type { TerminationCause } from './termination.js';
 
@@ -101,6 +102,7 @@ export async function runOutboundCall(
     sessionPromise.catch(() => abort.abort());
     const from = request.from ?? deps.trunk.callerId;
     let ringing = false;
+    let earlyMedia: MediaSession | undefined;
     const invite = deps.placeCall({
       uri: requestUri(request.to, deps.trunk.uri),
       localSdp: buildOffer(local, [codec]),
@@ -110,10 +112,28 @@ export async function runOutboundCall(
         : {}),
       ...(deps.trunk.proxy ? { proxy: deps.trunk.proxy } : {}),
       ringTimeoutMs: deps.trunk.ringTimeoutMs,
-      onProvisional: (status) => {
+      onProvisional: (status, sdp) => {
         if ((status === 180 || status === 183) && !ringing) {
           ringing = true;
           call.report({ type: 'ringing' });
+        }
+        // Early media (183 with SDP): start RTP now, so pinholes open and the callee's network hears
+        // us from the first moment; the AI joins at answer.
+        if (sdp.trim() !== '' && earlyMedia === undefined && lease !== undefined && !call.isOver) {
+          try {
+            earlyMedia = new MediaSession(
+              lease,
+              selectMedia(sdp, [codec]),
+              deps.mediaClock,
+              deps.clock,
+              call.log,
+            );
+            lease = undefined;
+            call.attachMedia(earlyMedia);
+            call.log.info({ status }, 'early media started');
+          } catch (error) {
+            call.log.warn({ err: errorMessage(error) }, 'unusable early-media SDP; waiting for the answer');
+          }
         }
       },
       signal: abort.signal,
@@ -158,7 +178,7 @@ export async function runOutboundCall(
     if (call.isOver) return;
 
     const negotiated = selectMedia(dialog.remoteSdp, [codec]);
-    goLive(call, lease, negotiated, session, early, dialog, deps);
+    goLive(call, earlyMedia ?? lease!, negotiated, session, early, dialog, deps);
     lease = undefined;
   } catch (error) {
     if (call.isOver) return;

@@ -255,6 +255,11 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> implements Pa
     this.#setTimeoutPause('hold', this.remoteOnHold);
   }
 
+  /** Media timeouts count from now (early media started before the call was answered). */
+  restartTimeouts(): void {
+    this.#startedAt = this.#clock.now();
+  }
+
   /** A transfer in progress pauses media timeouts (the carrier may hold or stop the caller's RTP). */
   setTransferInProgress(inProgress: boolean): void {
     this.#setTimeoutPause('transfer', inProgress);

@@ -433,6 +433,32 @@ describeE2E('outbound calls through the HTTP API', () => {
     expect(endedData.transcript[0]).toEqual({ role: 'agent', text: ASSISTANT_TEXT });
   }, 60_000);
 
+  it('sets up media on a 183 with SDP: RTP flows to the callee before the 200 OK', async () => {
+    const { vg } = await start();
+    const mediaPort = await freeEvenUdpPortRange(4);
+    const capture = await startCapture({ udpPorts: [mediaPort] });
+    const uas = await runUas('uas-early-media', {
+      mediaPort,
+      keys: { pcap: CALLEE_PCAP },
+      // The callee talks at once, so the scenario is waiting for our BYE (not pausing) when it comes.
+      vars: { ring_ms: '1500', speak_after_ms: '0' },
+    });
+    const id = await placeCall();
+    await vg.waitForLog(byMsg('early media started'), SETUP_TIMEOUT_MS);
+    await pollCall(id, (v) => v.state === 'active', SETUP_TIMEOUT_MS);
+    expect((await api('DELETE', `/v1/calls/${id}`)).status).toBe(204);
+    const sipp = await uas.result;
+    expect(sipp.code, describeSippRun(sipp)).toBe(0);
+    const packets = (await capture.stop()).filter((p) => p.dstPort === mediaPort && isRtp(p.payload));
+    const answered = vg.findLogs(byMsg('call answered'))[0]!;
+    const rtpPort = Number(answered['rtpPort']);
+    const fromVoxgate = packets.filter((p) => p.srcPort === rtpPort);
+    // The 200 OK came ~1.5 s after the 183: voxgate's RTP began during that time, on the same port and SSRC.
+    const okAt = Number(answered['time']);
+    expect(fromVoxgate.filter((p) => p.ts * 1000 < okAt - 500).length).toBeGreaterThan(10);
+    expect(new Set(fromVoxgate.map((p) => parseRtp(p.payload).ssrc)).size).toBe(1);
+  });
+
   it('answers a digest challenge from the trunk with SIP_TRUNK_USERNAME/PASSWORD', async () => {
     await start({ SIP_TRUNK_USERNAME: TRUNK_USER, SIP_TRUNK_PASSWORD: trunkPassword });
     const uas = await runUas('uas-auth-answer', { keys: { user: TRUNK_USER, password: trunkPassword } });
