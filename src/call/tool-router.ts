@@ -38,7 +38,11 @@ export class ToolRouter {
         const parsed = transferArgs.safeParse(args ?? {});
         if (!parsed.success) return { ok: false, error: 'invalid arguments for transfer_call' };
         if (!this.transferrer) return { ok: false, error: 'transfers are not configured' };
-        const result = await this.transferrer.transfer(this.call, parsed.data.destination);
+        const result = await this.transferrer.transfer(
+          this.call,
+          parsed.data.destination,
+          parsed.data.reason,
+        );
         return result.ok
           ? { ok: true, status: 'transferred' }
           : {

@@ -1,4 +1,5 @@
 import { randomInt } from 'node:crypto';
+import type { RealtimeSession } from '../ai/realtime.js';
 import { errorMessage } from '../core/errors.js';
 import { MediaSession } from '../media/media-session.js';
 import { MediaRelay } from '../media/relay.js';
@@ -6,12 +7,13 @@ import { buildOffer, selectMedia } from '../media/sdp.js';
 import { ringbackCadence } from '../media/tones.js';
 import { OutboundCallFailed } from '../sip/outbound-invite.js';
 import type { SipDialog } from '../sip/sip-dialog.js';
+import { AudioBridge } from './audio-bridge.js';
 import type { Call } from './call.js';
 import { CallControlError } from './errors.js';
 import type { CallSetupDeps } from './inbound-call.js';
 import { requestUri, type OutboundSetup } from './outbound-call.js';
 
-export type TransferMode = 'refer' | 'bridge';
+export type TransferMode = 'refer' | 'bridge' | 'warm';
 
 export interface TransferConfig {
   mode: TransferMode;
@@ -28,10 +30,22 @@ export type TransferResult =
 /** REFER refusals that mean "this trunk does not do REFER": fall back to a bridged transfer. */
 const REFER_NOT_ALLOWED = new Set([403, 405, 420, 501]);
 
+/** Warm transfer: a realtime reply starts within 1-2 s; one that has not started by then never will
+ * (a provider that cannot steer a turn), so the human is connected unbriefed. */
+const BRIEFING_START_MAX_MS = 5_000;
+/** The briefing is one or two sentences: never keep the caller on ringback (and the human listening) longer. */
+const BRIEFING_MAX_MS = 20_000;
+/** Queue empty and no agent audio for this long = the briefing has played out (providers stream a
+ * reply in bursts far closer together than this). */
+const BRIEFING_DONE_QUIET_MS = 600;
+/** How often the briefing's playout is checked: one RTP packet time. */
+const BRIEFING_POLL_MS = 20;
+
 /**
  * Hands a caller to a human. REFER first (the carrier connects them and we leave at once), falling back
- * to a bridged call through our trunk when REFER is not allowed. The caller hears ringback throughout;
- * on failure the agent is back and told why.
+ * to a bridged call through our trunk when REFER is not allowed; or bridged from the start; or warm
+ * (bridged, after the agent has briefed the human). The caller hears ringback throughout; on failure
+ * the agent is back and told why.
  */
 export class Transferrer {
   constructor(
@@ -47,7 +61,8 @@ export class Transferrer {
     return [...this.config.targets.keys()];
   }
 
-  async transfer(call: Call, name?: string): Promise<TransferResult> {
+  /** `reason` (from the model) goes into a warm transfer's briefing. */
+  async transfer(call: Call, name?: string, reason?: string): Promise<TransferResult> {
     const target = name ?? call.preferredTransferTarget ?? this.targetNames[0];
     const uri = target === undefined ? undefined : this.config.targets.get(target);
     if (target === undefined || uri === undefined) {
@@ -71,7 +86,7 @@ export class Transferrer {
       result =
         this.config.mode === 'refer'
           ? await this.#refer(call, target, uri)
-          : await this.#bridge(call, target, uri);
+          : await this.#callHuman(call, target, uri, this.config.mode, reason);
     } catch (error) {
       result = { ok: false, target, mode: this.config.mode, reason: errorMessage(error) };
     }
@@ -100,7 +115,7 @@ export class Transferrer {
       case 'refused':
         if (REFER_NOT_ALLOWED.has(outcome.status) && this.outbound) {
           call.log.info({ status: outcome.status }, 'REFER not allowed here; bridging the transfer instead');
-          return this.#bridge(call, target, uri);
+          return this.#callHuman(call, target, uri, 'bridge', undefined);
         }
         return { ok: false, target, mode: 'refer', reason: `REFER refused with ${outcome.status}` };
       case 'failed':
@@ -115,17 +130,33 @@ export class Transferrer {
     }
   }
 
-  /** Calls the human through our trunk and relays RTP between the legs; the agent leaves the media path. */
-  async #bridge(call: Call, target: string, uri: string): Promise<TransferResult> {
+  /**
+   * Calls the human through our trunk and relays RTP between the legs; the agent leaves the media path.
+   * Warm: before the legs are joined, the agent briefs the human on a second bridge while the caller
+   * still hears ringback; if the human declines, does not answer or hangs up first, the caller is back
+   * with the agent.
+   */
+  async #callHuman(
+    call: Call,
+    target: string,
+    uri: string,
+    mode: 'bridge' | 'warm',
+    reason: string | undefined,
+  ): Promise<TransferResult> {
+    const failed = (why: string): TransferResult => ({ ok: false, target, mode, reason: why });
     if (!this.outbound)
-      return { ok: false, target, mode: 'bridge', reason: 'no trunk configured for a bridged transfer' };
+      return failed(`no trunk configured for a ${mode === 'warm' ? 'warm' : 'bridged'} transfer`);
     const callerMedia = call.media!;
+    const session = call.session;
+    if (mode === 'warm' && !session) return failed('no agent to brief the transfer target');
     const lease = await this.deps.ports.allocate();
     let handedOver = false;
     let dialog: SipDialog | undefined;
-    // The caller hanging up while the human's phone rings cancels that INVITE at once.
-    const ringing = new AbortController();
-    const onCallEnded = (): void => ringing.abort();
+    let humanMedia: MediaSession | undefined;
+    // The caller hanging up while the human's phone rings cancels that INVITE at once; during the
+    // briefing it ends the wait at once (the human leg is hung up below).
+    const callerLeft = new AbortController();
+    const onCallEnded = (): void => callerLeft.abort();
     call.once('ended', onCallEnded);
     try {
       const local = {
@@ -145,40 +176,152 @@ export class Transferrer {
           : {}),
         ...(this.outbound.trunk.proxy ? { proxy: this.outbound.trunk.proxy } : {}),
         ringTimeoutMs: this.config.timeoutMs,
-        signal: ringing.signal,
+        signal: callerLeft.signal,
       });
-      if (call.isOver) {
-        await dialog.hangUp();
-        return { ok: false, target, mode: 'bridge', reason: 'caller left during the transfer' };
-      }
-      const humanMedia = new MediaSession(
+      if (call.isOver) return failed('caller left during the transfer');
+      humanMedia = new MediaSession(
         lease,
         selectMedia(dialog.remoteSdp, [callerMedia.codec]),
         this.deps.mediaClock,
         this.deps.clock,
         call.log,
       );
-      handedOver = true;
+      if (mode === 'warm') {
+        const briefing = await this.#brief(call, session!, dialog, humanMedia, reason, callerLeft.signal);
+        if (!briefing.ok) return failed(briefing.reason);
+        if (call.isOver) return failed('caller left during the transfer');
+        // An over-long briefing cut at its bound must not delay what the caller says next.
+        humanMedia.outbound.flush();
+      }
       callerMedia.outbound.setFiller(undefined);
       callerMedia.setTransferInProgress(false);
       call.attachTransferLeg({ dialog, media: humanMedia, relay: new MediaRelay(callerMedia, humanMedia) });
+      handedOver = true;
       call.releaseAgent();
       call.transition('bridged');
       dialog.on(
         'ended',
-        ({ reason }: { reason: string }) =>
-          void call.end({ cause: 'callee-hangup', detail: `transfer target hung up (${reason})` }),
+        ({ reason: why }: { reason: string }) =>
+          void call.end({ cause: 'callee-hangup', detail: `transfer target hung up (${why})` }),
       );
-      return { ok: true, target, mode: 'bridge' };
+      return { ok: true, target, mode };
     } catch (error) {
-      // Answered but unusable (e.g. no common codec): do not leave the human in dead air.
-      if (dialog && !handedOver) await dialog.hangUp().catch(() => undefined);
-      const reason =
-        error instanceof OutboundCallFailed ? `${error.failure} (${error.status})` : errorMessage(error);
-      return { ok: false, target, mode: 'bridge', reason };
+      return failed(
+        error instanceof OutboundCallFailed ? `${error.failure} (${error.status})` : errorMessage(error),
+      );
     } finally {
       call.off('ended', onCallEnded);
-      if (!handedOver) lease.release();
+      if (!handedOver) {
+        // Answered but not joined (declined briefing, caller gone, no common codec): no dead air for the human.
+        if (dialog && !dialog.ended) await dialog.hangUp().catch(() => undefined);
+        if (humanMedia)
+          humanMedia.close(); // frees the lease too
+        else lease.release();
+      }
     }
   }
+
+  /**
+   * Warm transfer: the agent speaks to the human on its own bridge (the caller's stays paused, so the
+   * caller hears only ringback), then we wait until the briefing has played out, within bounds.
+   * Fails when the human hangs up or the caller leaves meanwhile.
+   */
+  async #brief(
+    call: Call,
+    session: RealtimeSession,
+    dialog: SipDialog,
+    humanMedia: MediaSession,
+    reason: string | undefined,
+    callerLeft: AbortSignal,
+  ): Promise<{ ok: true } | { ok: false; reason: string }> {
+    const clock = this.deps.clock;
+    const answeredAt = clock.now();
+    let firstAudioAt: number | undefined;
+    let lastAudioAt = -Infinity;
+    // The human talked over the briefing: wait for the agent's answer before counting quiet again.
+    let awaitingAgent = false;
+    // Transcripts and provider loss are the caller's bridge's business: it still listens (paused).
+    const bridge = new AudioBridge(
+      humanMedia,
+      session,
+      { transcript: () => undefined, providerLost: () => undefined },
+      clock,
+      call.log,
+    );
+    const onAudio = (): void => {
+      const now = clock.now();
+      firstAudioAt ??= now;
+      lastAudioAt = now;
+      awaitingAgent = false;
+    };
+    const onHumanSpeech = (): void => {
+      awaitingAgent = true;
+    };
+    session.on('audio', onAudio);
+    session.on('speechStarted', onHumanSpeech);
+    session.respond(briefingInstructions(reason));
+    let outcome: 'played' | 'cut' | 'never started' | 'human left' | 'caller left' = 'caller left';
+    try {
+      outcome = await new Promise((resolve) => {
+        let emptySince: number | undefined;
+        const finish = (how: typeof outcome): void => {
+          clearInterval(poll);
+          dialog.off('ended', onHumanLeft);
+          callerLeft.removeEventListener('abort', onCallerLeft);
+          resolve(how);
+        };
+        const onHumanLeft = (): void => finish('human left');
+        const onCallerLeft = (): void => finish('caller left');
+        const poll = setInterval(() => {
+          const now = clock.now();
+          if (humanMedia.outbound.queuedMs > 0) emptySince = undefined;
+          else emptySince ??= now;
+          if (firstAudioAt === undefined) {
+            if (now - answeredAt >= BRIEFING_START_MAX_MS) finish('never started');
+          } else if (
+            !awaitingAgent &&
+            emptySince !== undefined &&
+            now - emptySince >= BRIEFING_DONE_QUIET_MS &&
+            now - lastAudioAt >= BRIEFING_DONE_QUIET_MS
+          ) {
+            finish('played');
+          } else if (now - answeredAt >= BRIEFING_MAX_MS) finish('cut');
+        }, BRIEFING_POLL_MS);
+        dialog.once('ended', onHumanLeft);
+        callerLeft.addEventListener('abort', onCallerLeft, { once: true });
+        if (callerLeft.aborted) onCallerLeft();
+      });
+    } finally {
+      session.off('audio', onAudio);
+      session.off('speechStarted', onHumanSpeech);
+      bridge.stop();
+    }
+    const now = clock.now();
+    call.log.info(
+      {
+        outcome,
+        answerToBriefingMs: firstAudioAt === undefined ? undefined : Math.round(firstAudioAt - answeredAt),
+        briefingMs: firstAudioAt === undefined ? undefined : Math.round(now - firstAudioAt),
+        waitedMs: Math.round(now - answeredAt),
+      },
+      'warm transfer: briefing over',
+    );
+    switch (outcome) {
+      case 'human left':
+        return { ok: false, reason: 'transfer target hung up during the briefing' };
+      case 'caller left':
+        return { ok: false, reason: 'caller left during the transfer' };
+      default:
+        // Played, cut at its bound, or never started (a provider that cannot steer a turn): connect.
+        return { ok: true };
+    }
+  }
+}
+
+/** What the agent is asked to say to the human before the caller is put through. */
+export function briefingInstructions(reason: string | undefined): string {
+  return (
+    'You are now speaking to the person who will take over this call, not the caller. In one or two ' +
+    `sentences, tell them who is calling and what they need${reason ? `: ${reason}` : ''}. Then stop.`
+  );
 }

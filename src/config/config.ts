@@ -50,7 +50,7 @@ export interface Config {
   transferKeywords: string[];
   transfer: {
     targets: ReadonlyMap<string, string>;
-    mode: 'refer' | 'bridge';
+    mode: 'refer' | 'bridge' | 'warm';
     timeoutMs: number;
     dtmfKey: string;
   };

@@ -124,8 +124,8 @@ export const configFields = {
     expected: 'comma-separated name=uri pairs with sip:, sips: or tel: URIs, or empty',
   },
   TRANSFER_MODE: {
-    schema: z.enum(['refer', 'bridge'], { error: 'is not a transfer mode' }),
-    expected: 'refer or bridge',
+    schema: z.enum(['refer', 'bridge', 'warm'], { error: 'is not a transfer mode' }),
+    expected: 'refer, bridge or warm',
   },
   TRANSFER_TIMEOUT_MS: { schema: int(1000, 300_000), expected: 'milliseconds 1000-300000' },
   DTMF_TRANSFER_KEY: {

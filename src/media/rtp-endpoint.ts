@@ -14,6 +14,8 @@ export interface RtpStats {
   malformed: number;
   /** RTP from a source other than the latched one, or with a payload type we did not negotiate. */
   ignored: number;
+  /** Packets dropped because the per-call rate cap was exceeded (a flood, not a phone). */
+  rateLimited: number;
 }
 
 export interface RtpEndpointEvents extends Record<string, unknown[]> {
@@ -35,6 +37,9 @@ export interface RemoteMedia {
 const RTP_HEADER_BYTES = 12;
 /** Largest payload we send: G.711 20 ms is 160 bytes; DTMF events are 4. */
 const MAX_PAYLOAD_BYTES = 320;
+const RATE_WINDOW_MS = 1000;
+/** Four times a phone's peak rate (100 packets/s): generous for bursts after a network stall. */
+const MAX_PACKETS_PER_WINDOW = 400;
 /** Packets in flight before a send buffer is reused; far above the pacer's 3-packet catch-up burst. */
 const SEND_RING_SIZE = 16;
 
@@ -51,6 +56,7 @@ export class RtpEndpoint extends TypedEmitter<RtpEndpointEvents> {
     bytesSent: 0,
     malformed: 0,
     ignored: 0,
+    rateLimited: 0,
   };
   readonly ssrc = randomInt(1, 0xffffffff);
   /** Monotonic time (ms) of the last valid packet received; undefined until the first. */
@@ -137,7 +143,27 @@ export class RtpEndpoint extends TypedEmitter<RtpEndpointEvents> {
     this.#log.debug({ err: error }, 'rtp socket error');
   };
 
+  /**
+   * Per-call packet budget per second: 50 audio + 50 DTMF packets is the most a phone sends; anything
+   * far beyond is a flood and is dropped before parsing, so one call cannot eat the CPU of all.
+   */
+  #windowStart = 0;
+  #windowPackets = 0;
+
+  #overRate(): boolean {
+    const now = this.#now();
+    if (now - this.#windowStart >= RATE_WINDOW_MS) {
+      this.#windowStart = now;
+      this.#windowPackets = 0;
+    }
+    return ++this.#windowPackets > MAX_PACKETS_PER_WINDOW;
+  }
+
   readonly #onMessage = (message: Buffer, rinfo: RemoteInfo): void => {
+    if (this.#overRate()) {
+      this.stats.rateLimited++;
+      return;
+    }
     // rtp.js reads the first bytes before checking length: runts must never reach it (remote crash).
     if (message.byteLength < RTP_HEADER_BYTES) {
       this.stats.malformed++;

@@ -92,6 +92,10 @@ describe('loadConfig', () => {
     expect(config.ai.openai.url).toBe('ws://127.0.0.1:1234/v1/realtime');
   });
 
+  it.each(['refer', 'bridge', 'warm'] as const)('accepts TRANSFER_MODE=%s', (mode) => {
+    expect(load({ TRANSFER_MODE: mode }).transfer.mode).toBe(mode);
+  });
+
   it('accepts AI_PROVIDER=openai when OPENAI_API_KEY is set', () => {
     const config = load({ AI_PROVIDER: 'openai', OPENAI_API_KEY: 'sk-test-123' });
     expect(config.ai.provider).toBe('openai');
@@ -130,6 +134,7 @@ describe('configuration errors', () => {
     ['RTP_BIND_ADDRESS', 'localhost', /is not an IP address/, /IPv4 or IPv6 address/],
     ['RTP_PUBLIC_ADDRESS', '300.1.1.1', /is not an IP address/, /IP address, or empty/],
     ['ECHO_DELAY_MS', '-1', /is below 0/, /milliseconds 0-10000/],
+    ['TRANSFER_MODE', 'blind', /is not a transfer mode/, /refer, bridge or warm/],
   ];
 
   it.each(cases)(

@@ -329,6 +329,19 @@ describe('RtpEndpoint receive path', () => {
   });
 
   // Regression: a runt datagram must not reach rtp.js (it throws on < 2 bytes: remote crash).
+  it('drops a packet flood beyond the per-call rate cap before parsing, and counts it', async () => {
+    let now = 0;
+    const { local, endpoint } = await setup(() => now);
+    const rinfo: RemoteInfo = { address: LOOPBACK, family: 'IPv4', port: 9, size: 172 };
+    const datagram = rtp({ pt: PCMU_PT, seq: 1 });
+    for (let i = 0; i < 600; i++) local.emit('message', datagram, rinfo);
+    expect(endpoint.stats.rateLimited).toBe(200);
+    // A new second: the budget is back.
+    now = 1000;
+    local.emit('message', datagram, rinfo);
+    expect(endpoint.stats.rateLimited).toBe(200);
+  });
+
   it.each([
     ['empty', Buffer.alloc(0)],
     ['1-byte', Buffer.from([0x80])],
