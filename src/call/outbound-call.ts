@@ -178,7 +178,7 @@ export async function runOutboundCall(
     if (call.isOver) return;
 
     const negotiated = selectMedia(dialog.remoteSdp, [codec]);
-    goLive(call, earlyMedia ?? lease!, negotiated, session, early, dialog, deps);
+    goLive(call, earlyMedia ?? lease, negotiated, session, early, dialog, deps);
     lease = undefined;
   } catch (error) {
     if (call.isOver) return;

@@ -2,7 +2,9 @@
 // fake OpenAI Realtime server, whose model calls transfer_call once the call is answered. The caller's
 // side plays the carrier: it accepts the REFER and reports by NOTIFY, declines it, or does not allow
 // it (405), in which case voxgate calls the human (a second SIPp, as UAS) through its trunk and
-// relays audio between the two legs. RTP is observed on the wire with dumpcap.
+// relays audio between the two legs. In warm mode voxgate calls the human at once and the agent briefs
+// them before the legs are joined; a human who declines sends the caller back to the agent. RTP is
+// observed on the wire with dumpcap.
 import dgram from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -22,6 +24,8 @@ import {
   describeSippRun,
   parseSippMessages,
   runSipp,
+  runSippUas,
+  sippListening,
   type SippResult,
   type TracedSipMessage,
 } from '../helpers/sipp.js';
@@ -44,6 +48,10 @@ const FRAME_BYTES = 160;
 const HUMAN_FRAMES = 160;
 const HUMAN_PCMU = REPLY_PCMU.subarray(0, HUMAN_FRAMES * FRAME_BYTES);
 const HUMAN_LINEAR = decodeG711('PCMU', HUMAN_PCMU);
+/** The agent's line in the warm tests (the briefing, or its reply after a failure): the rest of the
+ * assistant clip, 3.4 s, so it cannot be mistaken for the human's line. */
+const AGENT_LINE_PCMU = REPLY_PCMU.subarray(HUMAN_FRAMES * FRAME_BYTES);
+const AGENT_LINE_LINEAR = decodeG711('PCMU', AGENT_LINE_PCMU);
 
 /** The model's tool call goes out once voxgate logs the answer; setup under load can take seconds. */
 const ANSWER_TIMEOUT_MS = 10_000;
@@ -60,6 +68,16 @@ const RINGBACK_SETTLE_MS = 60;
 const TONE_RMS = 1000;
 /** Correlation that says "this is that recording" after a G.711 round trip through the relay. */
 const SAME_AUDIO = 0.8;
+/** Best correlation of a clip someone never heard (other speech, tones): far below SAME_AUDIO. */
+const NOT_HEARD = 0.5;
+/** Warm test: the briefing (3.4 s) is over ~4.5 s after the answer; the human and the caller start
+ * talking well after that, so whatever they say reaches the other party through the relay. */
+const WARM_HUMAN_SPEAKS_AFTER_MS = 6000;
+const WARM_CALLER_SPEAKS_AFTER_MS = 7000;
+/** Warm decline test: the human's phone rings this long before the 603. */
+const DECLINE_RING_MS = 1500;
+/** ...the agent's reply to the failure is over ~5.5 s after the answer; then the caller talks to it. */
+const DECLINED_CALLER_SPEAKS_AFTER_MS = 6000;
 
 /** Power of one frequency over a block (Goertzel: a single DFT bin). */
 function goertzelPower(samples: Int16Array, frequencyHz: number): number {
@@ -119,6 +137,43 @@ function udpPortTaken(port: number): Promise<boolean> {
   });
 }
 
+/**
+ * Asserts that the caller heard ringback, not silence, between `fromMs` and `toMs` (wall clock):
+ * energy in nearly every frame, and 440 + 480 Hz far above other tones. Returns a log line.
+ */
+function expectRingback(
+  packets: PcapUdpPacket[],
+  srcPort: number,
+  dstPort: number,
+  fromMs: number,
+  toMs: number,
+): string {
+  const window = packets.filter(
+    (p) => p.srcPort === srcPort && p.dstPort === dstPort && p.ts * 1000 >= fromMs && p.ts * 1000 <= toMs,
+  );
+  const frames = window.map((p) => decodeG711('PCMU', parseRtp(p.payload).payload));
+  expect(frames.length).toBeGreaterThan(40); // ≥ 0.8 s
+  const loud = frames.filter((f) => rms(f) > TONE_RMS).length;
+  expect(loud / frames.length).toBeGreaterThan(0.9);
+  const audio = Int16Array.from(frames.flatMap((f) => Array.from(f)));
+  const tone = Math.min(goertzelPower(audio, 440), goertzelPower(audio, 480));
+  const elsewhere = Math.max(...[350, 620, 1000, 1400, 2000].map((f) => goertzelPower(audio, f)));
+  expect(tone).toBeGreaterThan(20 * elsewhere);
+  return `ringback window ${frames.length} frames, ${loud} loud; 440/480 Hz ${(10 * Math.log10(tone / elsewhere)).toFixed(1)} dB over other tones`;
+}
+
+/** Index of the function_call_output for `callId` among the session's client events (-1: none). */
+function toolOutputIndex(session: FakeSessionHandle, callId: string): number {
+  return session.clientEvents.findIndex((e) => {
+    const item = e.event['item'] as Record<string, unknown> | undefined;
+    return (
+      e.event['type'] === 'conversation.item.create' &&
+      item?.['type'] === 'function_call_output' &&
+      item['call_id'] === callId
+    );
+  });
+}
+
 async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
@@ -163,8 +218,11 @@ describeE2E('transfer to a human', () => {
   });
 
   /** voxgate on the fake OpenAI, no greeting, with a two-call RTP range (caller leg + human leg). */
-  async function start(env: Record<string, string>): Promise<{ vg: Voxgate; server: FakeOpenAIRealtime }> {
-    fake = new FakeOpenAIRealtime({ replyAudio: REPLY_PCMU });
+  async function start(
+    env: Record<string, string>,
+    replyAudio: Buffer = REPLY_PCMU,
+  ): Promise<{ vg: Voxgate; server: FakeOpenAIRealtime }> {
+    fake = new FakeOpenAIRealtime({ replyAudio });
     await fake.start();
     rtpBase = await freeEvenUdpPortRange(4);
     voxgate = await startVoxgate({
@@ -193,10 +251,11 @@ describeE2E('transfer to a human', () => {
   async function modelTransfers(
     vg: Voxgate,
     server: FakeOpenAIRealtime,
+    args: Record<string, unknown> = { destination: 'agent' },
   ): Promise<{ session: FakeSessionHandle; callId: string; answered: LogRecord }> {
     const answered = await vg.waitForLog(byMsg('call answered'), ANSWER_TIMEOUT_MS);
     const session = await server.waitForSession();
-    const callId = session.startFunctionCall('transfer_call', { destination: 'agent' });
+    const callId = session.startFunctionCall('transfer_call', args);
     if (callId === undefined) throw new Error('the fake could not start the transfer_call response');
     return { session, callId, answered };
   }
@@ -253,20 +312,7 @@ describeE2E('transfer to a human', () => {
     const rtpPort = Number(answered['rtpPort']);
     const from = logTime(started) + RINGBACK_SETTLE_MS;
     const to = Math.min(logTime(succeeded), logTime(started) + RINGBACK_ON_MS);
-    const window = packets.filter(
-      (p) => p.srcPort === rtpPort && p.dstPort === mediaPort && p.ts * 1000 >= from && p.ts * 1000 <= to,
-    );
-    const frames = window.map((p) => decodeG711('PCMU', parseRtp(p.payload).payload));
-    expect(frames.length).toBeGreaterThan(40); // ≥ 0.8 s of the 1.5 s pause
-    const loud = frames.filter((f) => rms(f) > TONE_RMS).length;
-    expect(loud / frames.length).toBeGreaterThan(0.9);
-    const audio = Int16Array.from(frames.flatMap((f) => Array.from(f)));
-    const tone = Math.min(goertzelPower(audio, 440), goertzelPower(audio, 480));
-    const elsewhere = Math.max(...[350, 620, 1000, 1400, 2000].map((f) => goertzelPower(audio, f)));
-    console.log(
-      `transfer: ringback window ${frames.length} frames, ${loud} loud; 440/480 Hz ${(10 * Math.log10(tone / elsewhere)).toFixed(1)} dB over other tones`,
-    );
-    expect(tone).toBeGreaterThan(20 * elsewhere);
+    console.log(`transfer: ${expectRingback(packets, rtpPort, mediaPort, from, to)}`);
   });
 
   it('REFER declined: the agent is told (ok: false) and carries on; the caller hangs up later', async () => {
@@ -284,14 +330,7 @@ describeE2E('transfer to a human', () => {
     expect(header(refer!, 'Refer-To')).toBe('<sip:+15550100@127.0.0.1:5999>');
 
     // The function call's output says it failed, and a response follows: the agent speaks again.
-    const outputIndex = session.clientEvents.findIndex((e) => {
-      const item = e.event['item'] as Record<string, unknown> | undefined;
-      return (
-        e.event['type'] === 'conversation.item.create' &&
-        item?.['type'] === 'function_call_output' &&
-        item['call_id'] === callId
-      );
-    });
+    const outputIndex = toolOutputIndex(session, callId);
     expect(outputIndex).toBeGreaterThanOrEqual(0);
     const item = session.clientEvents[outputIndex]!.event['item'] as { output: string };
     const output = JSON.parse(item.output) as { ok: unknown; error: unknown };
@@ -419,4 +458,178 @@ describeE2E('transfer to a human', () => {
       3000,
     );
   });
+
+  it('warm transfer: the agent briefs the human while the caller hears ringback, then caller and human talk', async () => {
+    const uasPort = await freeUdpPort();
+    const uasMediaPort = await freeEvenUdpPortRange(4);
+    let uacMediaPort = await freeEvenUdpPortRange(4);
+    while (Math.abs(uacMediaPort - uasMediaPort) < 4) uacMediaPort = await freeEvenUdpPortRange(4);
+    const { vg, server } = await start({ ...bridgeEnv(uasPort), TRANSFER_MODE: 'warm' }, AGENT_LINE_PCMU);
+    const capture = await startCapture({ udpPorts: [uacMediaPort, uasMediaPort] });
+    const human = runSippUas({
+      scenario: 'uas-human',
+      localPort: uasPort,
+      mediaPort: uasMediaPort,
+      keys: { pcap: humanPcap },
+      vars: { speak_after_ms: String(WARM_HUMAN_SPEAKS_AFTER_MS) },
+      timeoutMs: 40_000,
+    });
+    await sippListening(uasPort, SIPP_READY_TIMEOUT_MS);
+    const caller = runSipp({
+      scenario: 'uac-speak-later',
+      target: `127.0.0.1:${drachtio.sipPort}`,
+      mediaPort: uacMediaPort,
+      keys: { pcap: fixture('caller-speech-pcmu.pcap') },
+      vars: { speak_after_ms: String(WARM_CALLER_SPEAKS_AFTER_MS), stay_ms: '5000' },
+      timeoutMs: 40_000,
+    });
+    const { session, answered } = await modelTransfers(vg, server, {
+      destination: 'agent',
+      reason: 'a billing question about invoice 1234',
+    });
+    const [uac, uas] = await Promise.all([caller, human]);
+    const packets = await capture.stop();
+    expect(uac.code, describeSippRun(uac)).toBe(0);
+    expect(uas.code, describeSippRun(uas)).toBe(0);
+
+    // The human was called through the trunk at once (no REFER in warm mode) and hung up when the caller left.
+    const [invite] = traced(uas, 'received', /^INVITE /);
+    expect(invite!.startLine).toBe(`INVITE sip:+15550100003@127.0.0.1:${uasPort} SIP/2.0`);
+    expect(traced(uas, 'received', /^BYE /)).toHaveLength(1);
+    expect(traced(uac, 'received', /^REFER /)).toEqual([]);
+
+    const ended = await vg.waitForLog(byMsg('call ended'), 5000);
+    expect(ended['cause']).toBe('caller-hangup');
+    expect(vg.findLogs(byMsg('call ended'))).toHaveLength(1);
+    const started = await vg.waitForLog(progress('transfer.started'), 1000);
+    const succeeded = await vg.waitForLog(progress('transfer.succeeded'), 1000);
+    expect(started['mode']).toBe('warm');
+    expect(succeeded['mode']).toBe('warm');
+    expect(vg.findLogs(progress('transfer.failed'))).toEqual([]);
+
+    // The agent was asked to brief the human, with the model's reason, and did so in full.
+    const briefing = session.responses.find((r) => r.origin === 'client');
+    expect(briefing?.instructions).toMatch(
+      /not the caller.*: a billing question about invoice 1234\. Then stop\.$/,
+    );
+    expect(briefing?.status).toBe('completed');
+    const over = await vg.waitForLog(byMsg('warm transfer: briefing over'), 1000);
+    expect(over['outcome']).toBe('played');
+    console.log(
+      `warm: answer → briefing audio ${String(over['answerToBriefingMs'])} ms, briefing ${String(over['briefingMs'])} ms (clip ${AGENT_LINE_PCMU.length / 8} ms), answer → connect ${String(over['waitedMs'])} ms; started → succeeded ${logTime(succeeded) - logTime(started)} ms`,
+    );
+
+    // The agent left once the legs were joined, long before the caller hung up.
+    expect(session.closed).toBe(true);
+    expect(session.closedAt!).toBeGreaterThanOrEqual(briefing!.endedAt!);
+    expect(session.closedAt!).toBeLessThan(logTime(succeeded) + 1000);
+    expect(session.closedAt!).toBeLessThan(logTime(ended) - 3000);
+
+    // The human heard the briefing first, then the caller; the caller heard the human, never the briefing.
+    const callerPort = Number(answered['rtpPort']);
+    const humanLegPorts = [rtpBase, rtpBase + 2].filter((p) => p !== callerPort);
+    expect(humanLegPorts).toHaveLength(1);
+    const toHuman = heard(packets, humanLegPorts, uasMediaPort);
+    const toCaller = heard(packets, [callerPort], uacMediaPort);
+    const briefingHeardByHuman = findReference(toHuman, AGENT_LINE_LINEAR);
+    const callerHeardByHuman = findReference(toHuman, CALLER_SPEECH);
+    const humanHeardByCaller = findReference(toCaller, HUMAN_LINEAR);
+    const briefingHeardByCaller = findReference(toCaller, AGENT_LINE_LINEAR);
+    console.log(
+      `warm: briefing→human ${briefingHeardByHuman.correlation.toFixed(3)}, caller→human ${callerHeardByHuman.correlation.toFixed(3)}, human→caller ${humanHeardByCaller.correlation.toFixed(3)}, briefing→caller ${briefingHeardByCaller.correlation.toFixed(3)}`,
+    );
+    expect(briefingHeardByHuman.correlation).toBeGreaterThan(SAME_AUDIO);
+    expect(callerHeardByHuman.correlation).toBeGreaterThan(SAME_AUDIO);
+    expect(briefingHeardByHuman.lag + AGENT_LINE_LINEAR.length).toBeLessThanOrEqual(callerHeardByHuman.lag);
+    expect(humanHeardByCaller.correlation).toBeGreaterThan(SAME_AUDIO);
+    expect(briefingHeardByCaller.correlation).toBeLessThan(NOT_HEARD);
+
+    // Ringback, not silence, for the caller while the human was called and briefed.
+    const from = logTime(started) + RINGBACK_SETTLE_MS;
+    const to = Math.min(logTime(succeeded), logTime(started) + RINGBACK_ON_MS);
+    console.log(`warm: ${expectRingback(packets, callerPort, uacMediaPort, from, to)}`);
+  }, 60_000);
+
+  it('warm transfer declined: the caller is back with the agent, who is told and speaks again', async () => {
+    const uasPort = await freeUdpPort();
+    const uacMediaPort = await freeEvenUdpPortRange(4);
+    const { vg, server } = await start({ ...bridgeEnv(uasPort), TRANSFER_MODE: 'warm' }, AGENT_LINE_PCMU);
+    const capture = await startCapture({ udpPorts: [uacMediaPort] });
+    const human = runSippUas({
+      scenario: 'uas-reject',
+      localPort: uasPort,
+      vars: { status: '603', ring_ms: String(DECLINE_RING_MS) },
+      timeoutMs: 30_000,
+    });
+    await sippListening(uasPort, SIPP_READY_TIMEOUT_MS);
+    const caller = runSipp({
+      scenario: 'uac-speak-later',
+      target: `127.0.0.1:${drachtio.sipPort}`,
+      mediaPort: uacMediaPort,
+      keys: { pcap: fixture('caller-speech-pcmu.pcap') },
+      vars: { speak_after_ms: String(DECLINED_CALLER_SPEAKS_AFTER_MS), stay_ms: '4500' },
+      timeoutMs: 30_000,
+    });
+    const { session, callId, answered } = await modelTransfers(vg, server);
+    const [uac, uas] = await Promise.all([caller, human]);
+    const packets = await capture.stop();
+    expect(uac.code, describeSippRun(uac)).toBe(0);
+    expect(uas.code, describeSippRun(uas)).toBe(0);
+    expect(traced(uas, 'received', /^INVITE /)).toHaveLength(1);
+
+    // The tool result says it failed and why, and a response follows: the agent speaks again.
+    const outputIndex = toolOutputIndex(session, callId);
+    expect(outputIndex).toBeGreaterThanOrEqual(0);
+    const item = session.clientEvents[outputIndex]!.event['item'] as { output: string };
+    const output = JSON.parse(item.output) as { ok: unknown; error: unknown };
+    expect(output.ok).toBe(false);
+    expect(String(output.error)).toMatch(/603/);
+    expect(
+      session.clientEvents.slice(outputIndex + 1).some((e) => e.event['type'] === 'response.create'),
+    ).toBe(true);
+
+    const started = await vg.waitForLog(progress('transfer.started'), 1000);
+    const failed = await vg.waitForLog(progress('transfer.failed'), 1000);
+    expect(failed['mode']).toBe('warm');
+    expect(failed['reason']).toMatch(/603/);
+    expect(vg.findLogs(progress('transfer.succeeded'))).toEqual([]);
+    expect(vg.findLogs(byMsg('warm transfer: briefing over'))).toEqual([]); // never answered: no briefing
+    const states = vg.findLogs(byMsg('call state')).map((r) => r['state']);
+    expect(states.slice(states.indexOf('transferring'))).toEqual([
+      'transferring',
+      'active',
+      'ending',
+      'ended',
+    ]);
+    const ended = await vg.waitForLog(byMsg('call ended'), 5000);
+    expect(ended['cause']).toBe('caller-hangup');
+    expect(vg.findLogs(byMsg('call ended'))).toHaveLength(1);
+
+    // Ringback while the human's phone rang; then the agent's reply, in full, on the caller's line.
+    const callerPort = Number(answered['rtpPort']);
+    const from = logTime(started) + RINGBACK_SETTLE_MS;
+    const to = Math.min(logTime(failed), logTime(started) + RINGBACK_ON_MS);
+    console.log(`warm declined: ${expectRingback(packets, callerPort, uacMediaPort, from, to)}`);
+    const afterFailure = packets.filter((p) => p.ts * 1000 >= logTime(failed));
+    const reply = findReference(heard(afterFailure, [callerPort], uacMediaPort), AGENT_LINE_LINEAR);
+    console.log(
+      `warm declined: agent's reply after the failure, correlation ${reply.correlation.toFixed(3)}`,
+    );
+    expect(reply.correlation).toBeGreaterThan(SAME_AUDIO);
+
+    // The caller's voice reaches the agent again: its speech after the failure got an answer.
+    expect(
+      session.clientEvents.some(
+        (e) => e.event['type'] === 'input_audio_buffer.append' && e.at > logTime(failed),
+      ),
+    ).toBe(true);
+    expect(session.responses.some((r) => r.origin === 'vad' && r.startedAt > logTime(failed))).toBe(true);
+
+    // Both RTP ports went back to the pool.
+    await waitUntil(
+      'both RTP ports to be released',
+      async () => !(await udpPortTaken(rtpBase)) && !(await udpPortTaken(rtpBase + 2)),
+      3000,
+    );
+  }, 45_000);
 });
