@@ -3,7 +3,7 @@ import type { Clock } from '../core/clock.js';
 import type { Logger } from '../core/log.js';
 import type { MediaSession } from '../media/media-session.js';
 import { createCallerToProvider, createProviderToCaller } from '../media/audio-convert.js';
-import type { AgentAudio, RealtimeSession, Transcript } from '../ai/realtime.js';
+import type { AgentAudio, RealtimeSession, SessionClosed, Transcript } from '../ai/realtime.js';
 
 export interface BridgeCallbacks {
   transcript(entry: Transcript): void;
@@ -35,6 +35,7 @@ export class AudioBridge {
   #lastAgentAudioAt = -Infinity;
   #stopped = false;
   #paused = false;
+  #detach: () => void = () => {};
   readonly #toCaller: ReturnType<typeof createProviderToCaller>;
 
   constructor(
@@ -55,9 +56,9 @@ export class AudioBridge {
     // Convert between the call's G.711 and what the provider speaks (identity for G.711 providers).
     const toProvider = createCallerToProvider(media.codec, ai.audioFormats.input);
     this.#toCaller = createProviderToCaller(media.codec, ai.audioFormats.output);
-    media.on('frame', (payload) => {
+    const onFrame = (payload: Uint8Array): void => {
       if (!this.#stopped && !this.#paused) ai.sendAudio(toProvider(payload));
-    });
+    };
     const onAgentAudio = ({ data, itemId }: AgentAudio): void => {
       if (this.#stopped || this.#paused) return;
       const now = clock.now();
@@ -66,13 +67,27 @@ export class AudioBridge {
       media.outbound.enqueue(this.#toCaller(data), itemId);
     };
     for (const audio of early) onAgentAudio(audio);
-    ai.on('audio', onAgentAudio);
-    ai.on('speechStarted', () => this.bargeIn());
-    ai.on('transcript', (entry) => callbacks.transcript(entry));
-    ai.on('error', (error) => log.warn({ err: error }, 'provider reported an error'));
-    ai.on('close', ({ expected, reason }) => {
+    const onSpeechStarted = (): void => this.bargeIn();
+    const onTranscript = (entry: Transcript): void => callbacks.transcript(entry);
+    const onError = (error: Error): void => log.warn({ err: error }, 'provider reported an error');
+    const onClose = ({ expected, reason }: SessionClosed): void => {
       if (!expected && !this.#stopped) callbacks.providerLost(reason);
-    });
+    };
+    media.on('frame', onFrame);
+    ai.on('audio', onAgentAudio);
+    ai.on('speechStarted', onSpeechStarted);
+    ai.on('transcript', onTranscript);
+    ai.on('error', onError);
+    ai.on('close', onClose);
+    // stop() detaches everything: a session that outlives this bridge (warm transfer) stays clean.
+    this.#detach = () => {
+      media.off('frame', onFrame);
+      ai.off('audio', onAgentAudio);
+      ai.off('speechStarted', onSpeechStarted);
+      ai.off('transcript', onTranscript);
+      ai.off('error', onError);
+      ai.off('close', onClose);
+    };
   }
 
   /** The caller talks over the agent: silence within one packet time, then tell the provider what was heard. */
@@ -111,6 +126,8 @@ export class AudioBridge {
   }
 
   stop(): void {
+    if (this.#stopped) return;
     this.#stopped = true;
+    this.#detach();
   }
 }

@@ -240,14 +240,8 @@ export class Transferrer {
     let lastAudioAt = -Infinity;
     // The human talked over the briefing: wait for the agent's answer before counting quiet again.
     let awaitingAgent = false;
-    // Transcripts and provider loss are the caller's bridge's business: it still listens (paused).
-    const bridge = new AudioBridge(
-      humanMedia,
-      session,
-      { transcript: () => undefined, providerLost: () => undefined },
-      clock,
-      call.log,
-    );
+    const humanLeft = new AbortController();
+    const onHumanLeft = (): void => humanLeft.abort();
     const onAudio = (): void => {
       const now = clock.now();
       firstAudioAt ??= now;
@@ -257,44 +251,57 @@ export class Transferrer {
     const onHumanSpeech = (): void => {
       awaitingAgent = true;
     };
+    // Transcripts and provider loss are the caller's bridge's business: it still listens (paused).
+    const bridge = new AudioBridge(
+      humanMedia,
+      session,
+      { transcript: () => undefined, providerLost: () => undefined },
+      clock,
+      call.log,
+    );
+    dialog.once('ended', onHumanLeft);
     session.on('audio', onAudio);
     session.on('speechStarted', onHumanSpeech);
     session.respond(briefingInstructions(reason));
-    let outcome: 'played' | 'cut' | 'never started' | 'human left' | 'caller left' = 'caller left';
+    let emptySince: number | undefined;
+    type Outcome = 'played' | 'cut' | 'never started' | 'human left' | 'caller left';
+    let outcome: Outcome;
     try {
-      outcome = await new Promise((resolve) => {
-        let emptySince: number | undefined;
-        const finish = (how: typeof outcome): void => {
-          clearInterval(poll);
-          dialog.off('ended', onHumanLeft);
-          callerLeft.removeEventListener('abort', onCallerLeft);
-          resolve(how);
-        };
-        const onHumanLeft = (): void => finish('human left');
-        const onCallerLeft = (): void => finish('caller left');
-        const poll = setInterval(() => {
+      outcome = await pollUntil<Outcome>(() => {
+        const now = clock.now();
+        if (humanMedia.outbound.queuedMs > 0) emptySince = undefined;
+        else emptySince ??= now;
+        if (firstAudioAt === undefined)
+          return now - answeredAt >= BRIEFING_START_MAX_MS ? 'never started' : undefined;
+        const quiet =
+          !awaitingAgent &&
+          emptySince !== undefined &&
+          now - emptySince >= BRIEFING_DONE_QUIET_MS &&
+          now - lastAudioAt >= BRIEFING_DONE_QUIET_MS;
+        if (quiet) return 'played';
+        return now - answeredAt >= BRIEFING_MAX_MS ? 'cut' : undefined;
+      }, [
+        [humanLeft.signal, 'human left'],
+        [callerLeft, 'caller left'],
+      ]);
+      bridge.stop();
+      if (outcome === 'human left') {
+        // The agent may still be streaming the briefing: let it finish (bounded) before the caller's
+        // bridge resumes, so none of it is played to the caller.
+        await pollUntil<true>(() => {
           const now = clock.now();
-          if (humanMedia.outbound.queuedMs > 0) emptySince = undefined;
-          else emptySince ??= now;
-          if (firstAudioAt === undefined) {
-            if (now - answeredAt >= BRIEFING_START_MAX_MS) finish('never started');
-          } else if (
-            !awaitingAgent &&
-            emptySince !== undefined &&
-            now - emptySince >= BRIEFING_DONE_QUIET_MS &&
-            now - lastAudioAt >= BRIEFING_DONE_QUIET_MS
-          ) {
-            finish('played');
-          } else if (now - answeredAt >= BRIEFING_MAX_MS) finish('cut');
-        }, BRIEFING_POLL_MS);
-        dialog.once('ended', onHumanLeft);
-        callerLeft.addEventListener('abort', onCallerLeft, { once: true });
-        if (callerLeft.aborted) onCallerLeft();
-      });
+          const finished =
+            firstAudioAt === undefined
+              ? now - answeredAt >= BRIEFING_START_MAX_MS
+              : now - lastAudioAt >= BRIEFING_DONE_QUIET_MS;
+          return finished || now - answeredAt >= BRIEFING_MAX_MS ? true : undefined;
+        }, [[callerLeft, true]]);
+      }
     } finally {
+      bridge.stop();
+      dialog.off('ended', onHumanLeft);
       session.off('audio', onAudio);
       session.off('speechStarted', onHumanSpeech);
-      bridge.stop();
     }
     const now = clock.now();
     call.log.info(
@@ -316,6 +323,34 @@ export class Transferrer {
         return { ok: true };
     }
   }
+}
+
+/**
+ * Resolves with the first value `check` returns (polled every BRIEFING_POLL_MS), or at once with a
+ * stop's value when its signal aborts.
+ */
+function pollUntil<T>(
+  check: () => T | undefined,
+  stops: ReadonlyArray<readonly [AbortSignal, T]>,
+): Promise<T> {
+  return new Promise((resolve) => {
+    const cleanups: (() => void)[] = [];
+    const finish = (value: T): void => {
+      for (const cleanup of cleanups) cleanup();
+      resolve(value);
+    };
+    for (const [signal, value] of stops) {
+      if (signal.aborted) return finish(value);
+      const onAbort = (): void => finish(value);
+      signal.addEventListener('abort', onAbort, { once: true });
+      cleanups.push(() => signal.removeEventListener('abort', onAbort));
+    }
+    const timer = setInterval(() => {
+      const value = check();
+      if (value !== undefined) finish(value);
+    }, BRIEFING_POLL_MS);
+    cleanups.push(() => clearInterval(timer));
+  });
 }
 
 /** What the agent is asked to say to the human before the caller is put through. */

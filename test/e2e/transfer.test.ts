@@ -31,7 +31,11 @@ import {
 } from '../helpers/sipp.js';
 import { parseRtp, startCapture } from '../helpers/rtp-capture.js';
 import { writeRtpPcap, type PcapUdpPacket } from '../helpers/pcap.js';
-import { FakeOpenAIRealtime, type FakeSessionHandle } from '../fakes/openai-realtime.js';
+import {
+  FakeOpenAIRealtime,
+  type FakeRealtimeOptions,
+  type FakeSessionHandle,
+} from '../fakes/openai-realtime.js';
 import { decodeG711, findReference, rms } from '../helpers/audio-analysis.js';
 
 const FIXTURES = path.join(REPO_ROOT, 'test', 'fixtures');
@@ -74,6 +78,13 @@ const NOT_HEARD = 0.5;
  * talking well after that, so whatever they say reaches the other party through the relay. */
 const WARM_HUMAN_SPEAKS_AFTER_MS = 6000;
 const WARM_CALLER_SPEAKS_AFTER_MS = 7000;
+/** Warm hang-up test: the human leaves 1 s into a briefing streamed in real time (3.4 s of deltas). */
+const HUMAN_HANGS_UP_AFTER_MS = 1000;
+const REALTIME_DELTA_MS = 100;
+/** The last 1.5 s of the 3.4 s briefing streams well after the human has left. */
+const BRIEFING_END_SAMPLES = 1.5 * SAMPLE_RATE;
+/** ...each delta a little sooner than real time, as providers stream, so playout never runs dry. */
+const REALTIME_DELTA_INTERVAL_MS = 90;
 /** Warm decline test: the human's phone rings this long before the 603. */
 const DECLINE_RING_MS = 1500;
 /** ...the agent's reply to the failure is over ~5.5 s after the answer; then the caller talks to it. */
@@ -220,9 +231,9 @@ describeE2E('transfer to a human', () => {
   /** voxgate on the fake OpenAI, no greeting, with a two-call RTP range (caller leg + human leg). */
   async function start(
     env: Record<string, string>,
-    replyAudio: Buffer = REPLY_PCMU,
+    fakeOptions: Partial<FakeRealtimeOptions> = {},
   ): Promise<{ vg: Voxgate; server: FakeOpenAIRealtime }> {
-    fake = new FakeOpenAIRealtime({ replyAudio });
+    fake = new FakeOpenAIRealtime({ replyAudio: REPLY_PCMU, ...fakeOptions });
     await fake.start();
     rtpBase = await freeEvenUdpPortRange(4);
     voxgate = await startVoxgate({
@@ -464,7 +475,10 @@ describeE2E('transfer to a human', () => {
     const uasMediaPort = await freeEvenUdpPortRange(4);
     let uacMediaPort = await freeEvenUdpPortRange(4);
     while (Math.abs(uacMediaPort - uasMediaPort) < 4) uacMediaPort = await freeEvenUdpPortRange(4);
-    const { vg, server } = await start({ ...bridgeEnv(uasPort), TRANSFER_MODE: 'warm' }, AGENT_LINE_PCMU);
+    const { vg, server } = await start(
+      { ...bridgeEnv(uasPort), TRANSFER_MODE: 'warm' },
+      { replyAudio: AGENT_LINE_PCMU },
+    );
     const capture = await startCapture({ udpPorts: [uacMediaPort, uasMediaPort] });
     const human = runSippUas({
       scenario: 'uas-human',
@@ -525,18 +539,24 @@ describeE2E('transfer to a human', () => {
     expect(session.closedAt!).toBeLessThan(logTime(succeeded) + 1000);
     expect(session.closedAt!).toBeLessThan(logTime(ended) - 3000);
 
-    // The human heard the briefing first, then the caller; the caller heard the human, never the briefing.
+    // The human heard the briefing first, then the caller; the caller heard only ringback while the
+    // human was briefed, then the human.
     const callerPort = Number(answered['rtpPort']);
     const humanLegPorts = [rtpBase, rtpBase + 2].filter((p) => p !== callerPort);
     expect(humanLegPorts).toHaveLength(1);
     const toHuman = heard(packets, humanLegPorts, uasMediaPort);
-    const toCaller = heard(packets, [callerPort], uacMediaPort);
+    const connectedAt = logTime(succeeded);
+    const beforeConnect = packets.filter((p) => p.ts * 1000 < connectedAt);
+    const afterConnect = packets.filter((p) => p.ts * 1000 >= connectedAt);
     const briefingHeardByHuman = findReference(toHuman, AGENT_LINE_LINEAR);
     const callerHeardByHuman = findReference(toHuman, CALLER_SPEECH);
-    const humanHeardByCaller = findReference(toCaller, HUMAN_LINEAR);
-    const briefingHeardByCaller = findReference(toCaller, AGENT_LINE_LINEAR);
+    const humanHeardByCaller = findReference(heard(afterConnect, [callerPort], uacMediaPort), HUMAN_LINEAR);
+    const briefingHeardByCaller = findReference(
+      heard(beforeConnect, [callerPort], uacMediaPort),
+      AGENT_LINE_LINEAR,
+    );
     console.log(
-      `warm: briefing→human ${briefingHeardByHuman.correlation.toFixed(3)}, caller→human ${callerHeardByHuman.correlation.toFixed(3)}, human→caller ${humanHeardByCaller.correlation.toFixed(3)}, briefing→caller ${briefingHeardByCaller.correlation.toFixed(3)}`,
+      `warm: briefing→human ${briefingHeardByHuman.correlation.toFixed(3)} at ${briefingHeardByHuman.lag / 8} ms, caller→human ${callerHeardByHuman.correlation.toFixed(3)} at ${callerHeardByHuman.lag / 8} ms, human→caller ${humanHeardByCaller.correlation.toFixed(3)}, briefing→caller ${briefingHeardByCaller.correlation.toFixed(3)}`,
     );
     expect(briefingHeardByHuman.correlation).toBeGreaterThan(SAME_AUDIO);
     expect(callerHeardByHuman.correlation).toBeGreaterThan(SAME_AUDIO);
@@ -553,7 +573,10 @@ describeE2E('transfer to a human', () => {
   it('warm transfer declined: the caller is back with the agent, who is told and speaks again', async () => {
     const uasPort = await freeUdpPort();
     const uacMediaPort = await freeEvenUdpPortRange(4);
-    const { vg, server } = await start({ ...bridgeEnv(uasPort), TRANSFER_MODE: 'warm' }, AGENT_LINE_PCMU);
+    const { vg, server } = await start(
+      { ...bridgeEnv(uasPort), TRANSFER_MODE: 'warm' },
+      { replyAudio: AGENT_LINE_PCMU },
+    );
     const capture = await startCapture({ udpPorts: [uacMediaPort] });
     const human = runSippUas({
       scenario: 'uas-reject',
@@ -594,6 +617,10 @@ describeE2E('transfer to a human', () => {
     expect(failed['reason']).toMatch(/603/);
     expect(vg.findLogs(progress('transfer.succeeded'))).toEqual([]);
     expect(vg.findLogs(byMsg('warm transfer: briefing over'))).toEqual([]); // never answered: no briefing
+    const ended = await vg.waitForLog(byMsg('call ended'), 5000);
+    expect(ended['cause']).toBe('caller-hangup');
+    expect(vg.findLogs(byMsg('call ended'))).toHaveLength(1);
+    // Back to active after the failure, and active until the caller's BYE.
     const states = vg.findLogs(byMsg('call state')).map((r) => r['state']);
     expect(states.slice(states.indexOf('transferring'))).toEqual([
       'transferring',
@@ -601,9 +628,6 @@ describeE2E('transfer to a human', () => {
       'ending',
       'ended',
     ]);
-    const ended = await vg.waitForLog(byMsg('call ended'), 5000);
-    expect(ended['cause']).toBe('caller-hangup');
-    expect(vg.findLogs(byMsg('call ended'))).toHaveLength(1);
 
     // Ringback while the human's phone rang; then the agent's reply, in full, on the caller's line.
     const callerPort = Number(answered['rtpPort']);
@@ -617,13 +641,15 @@ describeE2E('transfer to a human', () => {
     );
     expect(reply.correlation).toBeGreaterThan(SAME_AUDIO);
 
-    // The caller's voice reaches the agent again: its speech after the failure got an answer.
+    // The caller's voice reaches the agent again: its speech after the failure is heard (VAD).
     expect(
       session.clientEvents.some(
         (e) => e.event['type'] === 'input_audio_buffer.append' && e.at > logTime(failed),
       ),
     ).toBe(true);
-    expect(session.responses.some((r) => r.origin === 'vad' && r.startedAt > logTime(failed))).toBe(true);
+    expect(
+      session.sent.some((e) => e.type === 'input_audio_buffer.speech_started' && e.at > logTime(failed)),
+    ).toBe(true);
 
     // Both RTP ports went back to the pool.
     await waitUntil(
@@ -631,5 +657,67 @@ describeE2E('transfer to a human', () => {
       async () => !(await udpPortTaken(rtpBase)) && !(await udpPortTaken(rtpBase + 2)),
       3000,
     );
+  }, 45_000);
+
+  it('warm transfer, human hangs up during the briefing: the caller never hears the rest of it and is back with the agent', async () => {
+    const uasPort = await freeUdpPort();
+    const uacMediaPort = await freeEvenUdpPortRange(4);
+    // The briefing streams in real time, so most of it is still to come when the human leaves; the
+    // agent's reply after the failure is a different clip (the human line's audio, reused).
+    const { vg, server } = await start(
+      { ...bridgeEnv(uasPort), TRANSFER_MODE: 'warm' },
+      {
+        replyAudio: (index) => (index === 1 ? AGENT_LINE_PCMU : HUMAN_PCMU),
+        deltaMs: REALTIME_DELTA_MS,
+        deltaIntervalMs: REALTIME_DELTA_INTERVAL_MS,
+      },
+    );
+    const capture = await startCapture({ udpPorts: [uacMediaPort] });
+    const human = runSippUas({
+      scenario: 'uas-human-hangs-up',
+      localPort: uasPort,
+      vars: { hang_up_after_ms: String(HUMAN_HANGS_UP_AFTER_MS) },
+      timeoutMs: 30_000,
+    });
+    await sippListening(uasPort, SIPP_READY_TIMEOUT_MS);
+    const caller = runSipp({
+      scenario: 'uac-speak-later',
+      target: `127.0.0.1:${drachtio.sipPort}`,
+      mediaPort: uacMediaPort,
+      keys: { pcap: fixture('caller-speech-pcmu.pcap') },
+      vars: { speak_after_ms: '9500', stay_ms: '1000' },
+      timeoutMs: 30_000,
+    });
+    const { session, callId, answered } = await modelTransfers(vg, server);
+    const [uac, uas] = await Promise.all([caller, human]);
+    const packets = await capture.stop();
+    expect(uac.code, describeSippRun(uac)).toBe(0);
+    expect(uas.code, describeSippRun(uas)).toBe(0);
+
+    const failed = await vg.waitForLog(progress('transfer.failed'), 1000);
+    expect(failed['mode']).toBe('warm');
+    expect(failed['reason']).toBe('transfer target hung up during the briefing');
+    const over = await vg.waitForLog(byMsg('warm transfer: briefing over'), 1000);
+    expect(over['outcome']).toBe('human left');
+    console.log(
+      `warm hang-up: answer → briefing audio ${String(over['answerToBriefingMs'])} ms, answer → back to the agent ${String(over['waitedMs'])} ms`,
+    );
+    expect(vg.findLogs(progress('transfer.succeeded'))).toEqual([]);
+    const item = session.clientEvents[toolOutputIndex(session, callId)]!.event['item'] as { output: string };
+    expect((JSON.parse(item.output) as { ok: unknown }).ok).toBe(false);
+    const ended = await vg.waitForLog(byMsg('call ended'), 5000);
+    expect(ended['cause']).toBe('caller-hangup');
+
+    // The caller heard the agent's reply to the failure, and nothing of the briefing.
+    const toCaller = heard(packets, [Number(answered['rtpPort'])], uacMediaPort);
+    const reply = findReference(toCaller, HUMAN_LINEAR);
+    // Only the briefing's end is sure to stream after the human left (its start went to the human).
+    const briefingEnd = AGENT_LINE_LINEAR.subarray(AGENT_LINE_LINEAR.length - BRIEFING_END_SAMPLES);
+    const briefingHeard = findReference(toCaller, briefingEnd);
+    console.log(
+      `warm hang-up: reply→caller ${reply.correlation.toFixed(3)}, briefing→caller ${briefingHeard.correlation.toFixed(3)}`,
+    );
+    expect(reply.correlation).toBeGreaterThan(SAME_AUDIO);
+    expect(briefingHeard.correlation).toBeLessThan(NOT_HEARD);
   }, 45_000);
 });
