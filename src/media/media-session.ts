@@ -9,7 +9,7 @@ import { JitterBuffer, type JitterBufferOptions, type JitterBufferStats } from '
 import { PacketLossConcealer } from './plc.js';
 import { RtcpSession, type RtcpStats } from './rtcp-session.js';
 import { decodeG711, encodeG711 } from './g711.js';
-import { SAMPLES_PER_FRAME } from '../core/audio.js';
+import { FRAME_MS, SAMPLES_PER_FRAME } from '../core/audio.js';
 import { OutboundAudio, type OutboundStats } from './outbound-audio.js';
 import type { PortLease } from './port-pool.js';
 import { RtpEndpoint, type RtpStats } from './rtp-endpoint.js';
@@ -77,6 +77,8 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> implements Pa
   readonly #jitter: JitterBuffer;
   readonly #rtcp: RtcpSession;
   readonly #plc = new PacketLossConcealer();
+  #inboundT0: number | undefined;
+  #inboundPulled = 0;
   readonly #linear = new Int16Array(SAMPLES_PER_FRAME);
   readonly #concealed = new Uint8Array(SAMPLES_PER_FRAME);
   readonly #inbound: InboundStats = { frames: 0, concealedFrames: 0 };
@@ -136,7 +138,7 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> implements Pa
   /** The shared clock's 20 ms tick: time out DTMF events whose end packets were lost, then send. */
   onTick(slotTime: number): void {
     this.#dtmfReceiver.tick(slotTime);
-    this.#playInbound(slotTime);
+    this.#playInboundDue(slotTime);
     this.outbound.onTick(slotTime);
     const sent = this.endpoint.stats;
     this.#rtcp.tick(slotTime, {
@@ -144,6 +146,25 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> implements Pa
       octetCount: sent.bytesSent - sent.packetsSent * RTP_HEADER_BYTES,
       rtpTimestamp: this.outbound.currentTimestamp,
     });
+  }
+
+  /**
+   * Plays every inbound frame due by `slotTime` (frame n at t0 + n·20 ms). After an event-loop stall the
+   * clock skips ticks; catching up here keeps the caller's audio flowing to the AI (in a short burst)
+   * instead of letting it pile up in the jitter buffer and be discarded.
+   */
+  #playInboundDue(slotTime: number): void {
+    this.#inboundT0 ??= slotTime;
+    const due = Math.floor((slotTime - this.#inboundT0) / FRAME_MS + 1e-6) + 1;
+    let pending = due - this.#inboundPulled;
+    if (pending > MAX_INBOUND_CATCHUP_FRAMES) {
+      this.#inboundPulled += pending - MAX_INBOUND_CATCHUP_FRAMES; // beyond the bound: the buffer discards
+      pending = MAX_INBOUND_CATCHUP_FRAMES;
+    }
+    for (; pending > 0; pending--) {
+      this.#playInbound(this.#inboundT0 + this.#inboundPulled * FRAME_MS);
+      this.#inboundPulled++;
+    }
   }
 
   /** One frame out of the jitter buffer: real audio (through the PLC history) or a concealed frame. */
@@ -297,6 +318,8 @@ function rtcpTarget(address: string, rtpPort: number): { address: string; port: 
 }
 
 const RTP_HEADER_BYTES = 12;
+/** Inbound frames played in one tick after a stall (6 × 20 ms = 120 ms, the jitter buffer's max delay). */
+const MAX_INBOUND_CATCHUP_FRAMES = 6;
 
 /** Mean absolute level below which a frame can be dropped unnoticed (≈ −45 dBFS). */
 const QUIET_MEAN_ABS = 180;
