@@ -8,6 +8,7 @@ import { byMsg, drachtioEnv, startVoxgate, type Voxgate } from '../helpers/voxga
 import { runSipp, type SippResult } from '../helpers/sipp.js';
 import { FakeOpenAIRealtime } from '../fakes/openai-realtime.js';
 
+// Shaped like a real key (sk- prefix) so a leak would be obvious, built at runtime so no key-like literal is committed.
 const API_KEY = ['sk', 'test-never-in-a-log-line-0123456789'].join('-');
 
 function byeReason(result: SippResult): string | undefined {

@@ -15,6 +15,7 @@ import {
 } from '../../../src/cli/twilio-setup.js';
 import { FakeTwilioApi, rewriteTwilioUrl } from '../../fakes/twilio-api.js';
 
+// A syntactically valid, fake Account SID (AC + 32 hex), built so no SID-like literal is committed.
 const ACCOUNT_SID = 'AC' + '0123456789abcdef'.repeat(2);
 const AUTH_TOKEN = 'f00dfeedf00dfeedf00dfeedf00dfeed';
 const PASSWORD = 'Voxgate-Trunk-2026';
