@@ -7,7 +7,7 @@ import { TypedEmitter } from '../core/events.js';
 import { DtmfReceiver, DtmfSender, type DtmfDigitEvent } from './dtmf.js';
 import { JitterBuffer, type JitterBufferOptions, type JitterBufferStats } from './jitter-buffer.js';
 import { PacketLossConcealer } from './plc.js';
-import { RtcpSession, type RtcpStats } from './rtcp-session.js';
+import { RtcpSession, type RtcpStats, type SenderSnapshot } from './rtcp-session.js';
 import { decodeG711, encodeG711 } from './g711.js';
 import { FRAME_MS, SAMPLES_PER_FRAME } from '../core/audio.js';
 import { OutboundAudio, type OutboundStats } from './outbound-audio.js';
@@ -140,13 +140,17 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> implements Pa
     this.#dtmfReceiver.tick(slotTime);
     this.#playInboundDue(slotTime);
     this.outbound.onTick(slotTime);
+    this.#rtcp.tick(slotTime, this.#senderSnapshot);
+  }
+
+  readonly #senderSnapshot = (): SenderSnapshot => {
     const sent = this.endpoint.stats;
-    this.#rtcp.tick(slotTime, {
+    return {
       packetCount: sent.packetsSent,
       octetCount: sent.bytesSent - sent.packetsSent * RTP_HEADER_BYTES,
       rtpTimestamp: this.outbound.currentTimestamp,
-    });
-  }
+    };
+  };
 
   /**
    * Plays every inbound frame due by `slotTime` (frame n at t0 + n·20 ms). After an event-loop stall the

@@ -87,9 +87,13 @@ export class RtcpSession {
     this.#remote = remote;
   }
 
-  /** Called from the 20 ms media tick; sends a report when one is due. */
-  tick(now: number, sender: SenderSnapshot): void {
+  /**
+   * Called from the 20 ms media tick; sends a report when one is due. `senderNow` is asked only then,
+   * so the per-tick path allocates nothing.
+   */
+  tick(now: number, senderNow: () => SenderSnapshot): void {
     if (this.#closed || !this.#scheduler.due(now)) return;
+    const sender = senderNow();
     const report = buildReport({
       ssrc: this.#ssrc,
       cname: this.#cname,

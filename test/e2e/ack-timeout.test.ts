@@ -1,22 +1,13 @@
 // A caller that never ACKs our 200 OK: drachtio-server's ACK timer (64·T1 = 32 s, fixed in the server
 // whatever <timers> says) tears the dialog down and sends BYE itself; voxgate must release the call,
 // its RTP port and its provider session.
-import { createSocket } from 'node:dgram';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describeE2E, startDrachtio, type DrachtioServer } from '../helpers/drachtio.js';
 import { killAll } from '../helpers/processes.js';
-import { freeEvenUdpPortRange } from '../helpers/ports.js';
+import { freeEvenUdpPortRange, portIsFree } from '../helpers/ports.js';
 import { byMsg, drachtioEnv, startVoxgate, type Voxgate } from '../helpers/voxgate.js';
 import { runSipp } from '../helpers/sipp.js';
 import { FakeOpenAIRealtime } from '../fakes/openai-realtime.js';
-
-function portIsFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = createSocket('udp4');
-    socket.once('error', () => resolve(false));
-    socket.bind(port, '127.0.0.1', () => socket.close(() => resolve(true)));
-  });
-}
 
 describeE2E('ACK timeout', () => {
   let drachtio: DrachtioServer;

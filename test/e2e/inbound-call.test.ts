@@ -1,12 +1,11 @@
 // End to end through real peers: SIPp (caller) → drachtio-server → voxgate (child process) → fake
 // OpenAI Realtime over a real WebSocket; RTP observed on the wire with dumpcap.
 import { readFileSync } from 'node:fs';
-import { createSocket } from 'node:dgram';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { describeE2E, startDrachtio, type DrachtioServer } from '../helpers/drachtio.js';
 import { REPO_ROOT, killAll } from '../helpers/processes.js';
-import { freeEvenUdpPortRange } from '../helpers/ports.js';
+import { freeEvenUdpPortRange, portIsFree } from '../helpers/ports.js';
 import { byMsg, drachtioEnv, startVoxgate, type LogRecord, type Voxgate } from '../helpers/voxgate.js';
 import { runSipp, type SippResult } from '../helpers/sipp.js';
 import { startCapture, parseRtp } from '../helpers/rtp-capture.js';
@@ -39,14 +38,6 @@ function loudFrames(codec: 'PCMU' | 'PCMA', packets: { payload: Buffer }[]): num
   return packets
     .map((p, i) => (rms(decodeG711(codec, p.payload)) > SPEECH_RMS ? i : -1))
     .filter((i) => i >= 0);
-}
-
-function portIsFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = createSocket('udp4');
-    socket.once('error', () => resolve(false));
-    socket.bind(port, '127.0.0.1', () => socket.close(() => resolve(true)));
-  });
 }
 
 describeE2E('inbound call through drachtio-server', () => {

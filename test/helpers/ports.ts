@@ -83,3 +83,12 @@ export async function freeEvenUdpPortRange(count: number): Promise<number> {
     `freeEvenUdpPortRange: no free run of ${count} UDP ports found after ${MAX_RANGE_ATTEMPTS} attempts`,
   );
 }
+
+/** True when `port` can be bound on 127.0.0.1 right now (i.e. nothing, voxgate included, holds it). */
+export function portIsFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = dgram.createSocket('udp4');
+    socket.once('error', () => resolve(false));
+    socket.bind(port, '127.0.0.1', () => socket.close(() => resolve(true)));
+  });
+}
