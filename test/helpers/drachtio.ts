@@ -1,11 +1,10 @@
 // drachtio-server for e2e tests: found via DRACHTIO_BIN or PATH, bound to 127.0.0.1 only, configured
 // from a private temp config file (never /etc/drachtio.conf.xml), stopped with a bounded kill.
-import dgram from 'node:dgram';
 import { existsSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { describe } from 'vitest';
-import { freeTcpPort, freeUdpPort } from './ports.js';
+import { freeTcpPort, freeUdpPort, udpPortBound } from './ports.js';
 import { artifactsDir, findOnPath, spawnManaged, type ManagedProcess } from './processes.js';
 
 export const DRACHTIO_SKIP_LINE = 'SKIPPED: drachtio-server not found (set DRACHTIO_BIN)';
@@ -87,18 +86,6 @@ function tcpAccepts(port: number): Promise<boolean> {
   });
 }
 
-/** True when some process already holds this UDP port (our own bind attempt fails). */
-function udpTaken(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = dgram.createSocket('udp4');
-    socket.once('error', () => {
-      socket.close();
-      resolve(true);
-    });
-    socket.bind(port, '127.0.0.1', () => socket.close(() => resolve(false)));
-  });
-}
-
 function configXml(sipPort: number, adminPort: number, secret: string): string {
   const esc = (s: string): string =>
     s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
@@ -164,7 +151,7 @@ export async function startDrachtio(options: DrachtioOptions = {}): Promise<Drac
       );
     }
     adminUp ||= await tcpAccepts(adminPort);
-    sipUp ||= await udpTaken(sipPort);
+    sipUp ||= await udpPortBound(sipPort);
     if (!(adminUp && sipUp)) await delay(READY_POLL_MS);
   }
 

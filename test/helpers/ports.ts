@@ -2,6 +2,7 @@
 // There is an unavoidable window between closing and the real user binding the port; callers that
 // start several processes should ask for all their ports up front and keep them distinct.
 import dgram from 'node:dgram';
+import { readFile } from 'node:fs/promises';
 import net from 'node:net';
 
 const LOOPBACK = '127.0.0.1';
@@ -91,4 +92,28 @@ export function portIsFree(port: number): Promise<boolean> {
     socket.once('error', () => resolve(false));
     socket.bind(port, '127.0.0.1', () => socket.close(() => resolve(true)));
   });
+}
+
+/** Kernel tables of bound UDP sockets; the local address column ends in the port in hex. */
+const PROC_UDP_TABLES = ['/proc/net/udp', '/proc/net/udp6'];
+
+/**
+ * True when some socket (any process, any address) is bound to UDP `port`. Unlike a trial bind it
+ * never holds the port itself, so it cannot make a process that is binding the port right now fail.
+ */
+export async function udpPortBound(port: number): Promise<boolean> {
+  const suffix = `:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  for (const table of PROC_UDP_TABLES) {
+    let text: string;
+    try {
+      text = await readFile(table, 'utf8');
+    } catch {
+      continue; // no IPv6 table on this kernel
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const local = line.trim().split(/\s+/)[1];
+      if (local?.endsWith(suffix)) return true;
+    }
+  }
+  return false;
 }

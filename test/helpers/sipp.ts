@@ -15,10 +15,9 @@
 // - play_pcap_audio sends over a raw socket (root or CAP_NET_RAW) from [media_ip]:[media_port] (= -mp)
 //   to the c=/m=audio address of the last SDP received; ports are rebased on the lowest destination
 //   port found in the pcap.
-import dgram from 'node:dgram';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
-import { freeEvenUdpPortRange, freeUdpPort } from './ports.js';
+import { freeEvenUdpPortRange, freeUdpPort, udpPortBound } from './ports.js';
 import { REPO_ROOT, artifactsDir, findOnPath, spawnManaged } from './processes.js';
 
 export const SCENARIO_DIR = path.join(REPO_ROOT, 'test', 'e2e', 'scenarios');
@@ -119,21 +118,10 @@ export function runSippUas(options: RunSippUasOptions): Promise<SippResult> {
 /** Resolves once something holds UDP `port` on 127.0.0.1 (SIPp has bound it); rejects after `timeoutMs`. */
 export async function sippListening(port: number, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (!(await udpPortTaken(port))) {
+  while (!(await udpPortBound(port))) {
     if (Date.now() > deadline) throw new Error(`sipp: nothing bound UDP ${port} within ${timeoutMs} ms`);
     await new Promise((resolve) => setTimeout(resolve, LISTEN_POLL_MS));
   }
-}
-
-function udpPortTaken(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = dgram.createSocket('udp4');
-    socket.once('error', () => {
-      socket.close();
-      resolve(true);
-    });
-    socket.bind(port, '127.0.0.1', () => socket.close(() => resolve(false)));
-  });
 }
 
 async function spawnSipp(

@@ -19,7 +19,7 @@ import { PortPool } from '../../src/media/port-pool.js';
 import { selectMedia } from '../../src/media/sdp.js';
 import { alignSegments, findReference } from '../helpers/audio-analysis.js';
 import { buildRtpPacket } from '../helpers/pcap.js';
-import { freeEvenUdpPortRange } from '../helpers/ports.js';
+import { freeEvenUdpPortRange, udpPortBound } from '../helpers/ports.js';
 import { REPO_ROOT, artifactsDir, findOnPath, killAll, spawnManaged } from '../helpers/processes.js';
 
 const LOOPBACK = '127.0.0.1';
@@ -78,16 +78,6 @@ function bindUdp(port: number): Promise<Socket> {
 
 function closeUdp(socket: Socket): Promise<void> {
   return new Promise((resolve) => socket.close(() => resolve()));
-}
-
-/** True once some process holds `port` (our own bind fails). */
-async function portTaken(port: number): Promise<boolean> {
-  try {
-    await closeUdp(await bindUdp(port));
-    return false;
-  } catch {
-    return true;
-  }
 }
 
 async function waitFor(condition: () => boolean | Promise<boolean>, timeoutMs: number, what: string) {
@@ -242,7 +232,17 @@ describe.skipIf(FFMPEG === undefined)('ffmpeg as an independent RTP peer of the 
       '-f', 's16le', '-ar', '8000', '-ac', '1', '-y', outFile,
     ], { name: `ffmpeg-recv-${codec}`, cwd: dir });
     cleanup.push(async () => void (await receiver.kill('SIGKILL', 0)));
-    await waitFor(() => portTaken(ffmpegPort), RECEIVER_BIND_TIMEOUT_MS, 'ffmpeg to bind its RTP port');
+    // Watch the kernel's socket table: a trial bind of S would race ffmpeg's own bind and make it exit.
+    await waitFor(
+      () => {
+        if (receiver.exitInfo !== undefined) {
+          throw new Error(`ffmpeg receiver exited before binding\n${receiver.tail()}`);
+        }
+        return udpPortBound(ffmpegPort);
+      },
+      RECEIVER_BIND_TIMEOUT_MS,
+      'ffmpeg to bind its RTP port',
+    );
     await delay(DRAIN_MS); // ffmpeg opens its RTCP socket and starts reading after binding RTP
 
     for (const frame of heardFrames) media.outbound.enqueue(frame, 'echo');
