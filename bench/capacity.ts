@@ -9,7 +9,7 @@
 //        voxgate's ECHO_DELAY_MS default) --no-pin (do not use taskset) --quiet-wait S (sweep only:
 //        before each N wait up to S s, default 120, for the machine to be < 25 % busy; 0 = don't wait)
 // Prints numbers; asserts nothing. Not part of npm test.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { createHistogram, monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { setFlagsFromString } from 'node:v8';
@@ -23,7 +23,8 @@ import type { NegotiatedMedia } from '../src/media/sdp.js';
 import { AudioBridge } from '../src/call/audio-bridge.js';
 import { EchoProvider } from '../src/ai/providers/echo.js';
 import type { RealtimeSession } from '../src/ai/realtime.js';
-import type { FromGenerator, GeneratorTotals, GeneratorWindow, ToGenerator } from './capacity-protocol.js';
+import type { GeneratorTotals, GeneratorWindow } from './capacity-protocol.js';
+import { Generator } from './capacity-driver.js';
 import {
   ELD_RESOLUTION_MS,
   RESULT_PREFIX,
@@ -59,7 +60,6 @@ const FLOOR_MS = 5_000;
 /** Where p99 send-interval error is called "crossed" (the threshold). */
 const P99_THRESHOLD_US = 2_000;
 const SELF = fileURLToPath(import.meta.url);
-const GENERATOR = fileURLToPath(new URL('./capacity-generator.ts', import.meta.url));
 
 export interface CapacityResult {
   calls: number;
@@ -134,40 +134,6 @@ interface Call {
 }
 
 // ---------------------------------------------------------------------------------------------------
-
-class Generator {
-  readonly #child: ChildProcess;
-  readonly #waiters = new Map<string, (m: FromGenerator) => void>();
-
-  constructor(pin: boolean) {
-    const node = [process.execPath, ...process.execArgv, GENERATOR];
-    const [cmd, ...args] = pin ? ['taskset', '-c', '1', ...node] : node;
-    this.#child = spawn(cmd!, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    this.#child.on('message', (m: FromGenerator) => {
-      const waiter = this.#waiters.get(m.type);
-      this.#waiters.delete(m.type);
-      waiter?.(m);
-    });
-  }
-
-  send(message: ToGenerator): void {
-    this.#child.send(message);
-  }
-
-  request<T extends FromGenerator['type']>(
-    message: ToGenerator,
-    reply: T,
-  ): Promise<Extract<FromGenerator, { type: T }>> {
-    return new Promise((resolve) => {
-      this.#waiters.set(reply, (m) => resolve(m as Extract<FromGenerator, { type: T }>));
-      this.send(message);
-    });
-  }
-
-  exit(): void {
-    if (this.#child.connected) this.send({ type: 'exit' });
-  }
-}
 
 function negotiated(remotePort: number): NegotiatedMedia {
   return {

@@ -12,6 +12,7 @@ import { decodeG711, encodeG711 } from './g711.js';
 import { FRAME_MS, SAMPLES_PER_FRAME } from '../core/audio.js';
 import { OutboundAudio, type OutboundStats } from './outbound-audio.js';
 import type { PortLease } from './port-pool.js';
+import { RTP_FIXED_HEADER_BYTES } from './rtp-header.js';
 import { RtpEndpoint, type RtpStats } from './rtp-endpoint.js';
 import { isUnspecifiedAddress, remoteIsSilent, type NegotiatedMedia } from './sdp.js';
 
@@ -147,7 +148,7 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> implements Pa
     const sent = this.endpoint.stats;
     return {
       packetCount: sent.packetsSent,
-      octetCount: sent.bytesSent - sent.packetsSent * RTP_HEADER_BYTES,
+      octetCount: sent.bytesSent - sent.packetsSent * RTP_FIXED_HEADER_BYTES,
       rtpTimestamp: this.outbound.currentTimestamp,
     };
   };
@@ -321,7 +322,6 @@ function rtcpTarget(address: string, rtpPort: number): { address: string; port: 
   return { address, port: rtpPort + 1 };
 }
 
-const RTP_HEADER_BYTES = 12;
 /** Inbound frames played in one tick after a stall (6 × 20 ms = 120 ms, the jitter buffer's max delay). */
 const MAX_INBOUND_CATCHUP_FRAMES = 6;
 

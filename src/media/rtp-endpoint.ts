@@ -1,9 +1,10 @@
 import type { RemoteInfo, Socket } from 'node:dgram';
 import { randomInt } from 'node:crypto';
-import { RtpPacket, isRtcp, isRtp } from 'rtp.js/packets';
+import { RtpPacket } from 'rtp.js/packets';
 import { TypedEmitter } from '../core/events.js';
 import type { Logger } from '../core/log.js';
 import { SAMPLES_PER_FRAME } from '../core/audio.js';
+import { RTP_FIXED_HEADER_BYTES, RtpHeader } from './rtp-header.js';
 
 export interface RtpStats {
   packetsReceived: number;
@@ -34,7 +35,6 @@ export interface RemoteMedia {
   telephoneEventPayloadType: number | undefined;
 }
 
-const RTP_HEADER_BYTES = 12;
 /** Largest payload we send: G.711 20 ms is 160 bytes; DTMF events are 4. */
 const MAX_PAYLOAD_BYTES = 320;
 const RATE_WINDOW_MS = 1000;
@@ -75,6 +75,8 @@ export class RtpEndpoint extends TypedEmitter<RtpEndpointEvents> {
   // may only be reused once several later packets have gone out. No allocation per packet sent.
   readonly #ring: { packet: RtpPacket; bytes: Uint8Array }[] = [];
   #ringIndex = 0;
+  /** Parsed fields of the datagram being handled; reused, so receiving allocates no header objects. */
+  readonly #header = new RtpHeader();
 
   constructor(socket: Socket, remote: RemoteMedia, log: Logger, now: () => number) {
     super((error, event) => log.error({ err: error, event }, 'rtp listener threw'));
@@ -85,7 +87,7 @@ export class RtpEndpoint extends TypedEmitter<RtpEndpointEvents> {
     this.#sendAddress = remote.address;
     this.#sendPort = remote.port;
     for (let i = 0; i < SEND_RING_SIZE; i++) {
-      const buffer = new ArrayBuffer(RTP_HEADER_BYTES + MAX_PAYLOAD_BYTES);
+      const buffer = new ArrayBuffer(RTP_FIXED_HEADER_BYTES + MAX_PAYLOAD_BYTES);
       const packet = new RtpPacket();
       packet.setSsrc(this.ssrc);
       // Serialize once; later fixed-header setters write straight into this buffer (rtp.js model).
@@ -124,8 +126,8 @@ export class RtpEndpoint extends TypedEmitter<RtpEndpointEvents> {
     packet.setMarker(marker);
     this.#sequence = (this.#sequence + 1) & 0xffff;
     // The header has no CSRC/extension, so the payload always starts at byte 12.
-    slot.bytes.set(payload, RTP_HEADER_BYTES);
-    const length = RTP_HEADER_BYTES + payload.length;
+    slot.bytes.set(payload, RTP_FIXED_HEADER_BYTES);
+    const length = RTP_FIXED_HEADER_BYTES + payload.length;
     this.#socket.send(slot.bytes, 0, length, this.#sendPort, this.#sendAddress);
     this.stats.packetsSent++;
     this.stats.bytesSent += length;
@@ -164,28 +166,15 @@ export class RtpEndpoint extends TypedEmitter<RtpEndpointEvents> {
       this.stats.rateLimited++;
       return;
     }
-    // rtp.js reads the first bytes before checking length: runts must never reach it (remote crash).
-    if (message.byteLength < RTP_HEADER_BYTES) {
-      this.stats.malformed++;
+    const header = this.#header;
+    const kind = header.parse(message);
+    if (kind !== 'rtp') {
+      // RTCP belongs on port+1 unless rtcp-mux is negotiated
+      if (kind === 'rtcp') this.stats.ignored++;
+      else this.stats.malformed++;
       return;
     }
-    const view = new DataView(message.buffer, message.byteOffset, message.byteLength);
-    if (isRtcp(view)) {
-      this.stats.ignored++; // RTCP belongs on port+1 unless rtcp-mux is negotiated
-      return;
-    }
-    if (!isRtp(view)) {
-      this.stats.malformed++;
-      return;
-    }
-    let packet: RtpPacket;
-    try {
-      packet = new RtpPacket(view);
-    } catch {
-      this.stats.malformed++;
-      return;
-    }
-    const pt = packet.getPayloadType();
+    const pt = header.payloadType;
     const isAudio = pt === this.#remote.payloadType;
     const isEvent = pt === this.#remote.telephoneEventPayloadType;
     if (!isAudio && !isEvent) {
@@ -204,18 +193,10 @@ export class RtpEndpoint extends TypedEmitter<RtpEndpointEvents> {
     this.stats.packetsReceived++;
     this.stats.bytesReceived += message.byteLength;
     this.lastReceivedAt = this.#now();
-    const payload = packet.getPayload();
-    const bytes = new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength);
+    const bytes = message.subarray(header.payloadOffset, header.payloadEnd);
     if (isAudio)
-      this.safeEmit(
-        'audio',
-        bytes,
-        packet.getSequenceNumber(),
-        packet.getTimestamp(),
-        packet.getSsrc(),
-        packet.getMarker(),
-      );
-    else this.safeEmit('telephoneEvent', bytes, packet.getTimestamp(), packet.getMarker());
+      this.safeEmit('audio', bytes, header.sequenceNumber, header.timestamp, header.ssrc, header.marker);
+    else this.safeEmit('telephoneEvent', bytes, header.timestamp, header.marker);
   };
 }
 
