@@ -78,7 +78,11 @@ export class TypedEmitter<E extends EventMap> {
 
   #removeEntry(event: string, entry: Entry): void {
     const entries = this.#listeners.get(event);
-    if (entries) this.#set(event, entries.filter((candidate) => candidate !== entry));
+    if (entries)
+      this.#set(
+        event,
+        entries.filter((candidate) => candidate !== entry),
+      );
   }
 
   #set(event: string, entries: readonly Entry[]): void {
