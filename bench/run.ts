@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import type { CapacityResult } from './capacity.js';
 import type { JitterCompareResult } from './jitter-compare.js';
 import type { PerPacketRow } from './per-packet.js';
+import type { UdpFloorResult } from './udp-floor.js';
 import { RESULT_PREFIX, argFlag, argValue, fmt, machineLine, printTable } from './util.js';
 
 const here = (file: string): string => fileURLToPath(new URL(file, import.meta.url));
@@ -46,6 +47,7 @@ async function main(): Promise<void> {
   const quick = argFlag('quick');
   const sweep = argValue('sweep') ?? (quick ? '50,100' : '100,250,500');
   const duration = argValue('duration') ?? (quick ? '5' : '30');
+  const floorCalls = sweep.split(',').at(-1) ?? '500';
   const seconds = argValue('seconds') ?? (quick ? '10' : '60');
   console.log(`voxgate benchmarks: ${machineLine()}\n`);
 
@@ -69,6 +71,13 @@ async function main(): Promise<void> {
   const capacity = await step<CapacityResult[]>('capacity', 'capacity.ts', [
     '--sweep',
     sweep,
+    '--duration',
+    duration,
+  ]);
+
+  const floor = await step<UdpFloorResult>('platform floor (bare UDP echo)', 'udp-floor.ts', [
+    '--calls',
+    floorCalls,
     '--duration',
     duration,
   ]);
@@ -98,6 +107,13 @@ async function main(): Promise<void> {
       ]),
     ]);
     console.log('');
+  }
+  if (floor) {
+    const ms = (us: number): string => fmt(us / 1000);
+    console.log(
+      `platform floor, ${floor.calls} bare UDP echo calls: send-interval error p99 ${ms(floor.intervals.p99Us)} ms ` +
+        `at the receiver, ${ms(floor.tickIntervals.p99Us)} ms in-process; CPU ${fmt(floor.cpuPercent, 1)} % of a core\n`,
+    );
   }
   if (capacity) {
     const { printCapacitySummary } = await import('./capacity.js');

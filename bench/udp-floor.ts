@@ -8,6 +8,7 @@
 //        --no-pin as in capacity.ts). Prints numbers; asserts nothing. Not part of npm test.
 import { execFileSync } from 'node:child_process';
 import type { Socket } from 'node:dgram';
+import { fileURLToPath } from 'node:url';
 import type { RecordableHistogram } from 'node:perf_hooks';
 import { createHistogram, monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { monotonicClock } from '../src/core/clock.js';
@@ -198,7 +199,9 @@ async function main(): Promise<void> {
   printResult('udp-floor', r);
 }
 
-main().catch((error: unknown) => {
-  console.error(error);
-  process.exit(1);
-});
+if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
+  main().catch((error: unknown) => {
+    console.error(error);
+    process.exit(1);
+  });
+}
