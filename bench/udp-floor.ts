@@ -14,6 +14,7 @@ import { createHistogram, monitorEventLoopDelay, performance } from 'node:perf_h
 import { monotonicClock } from '../src/core/clock.js';
 import { MediaClock, type Paced } from '../src/media/media-clock.js';
 import { PortPool, type PortLease } from '../src/media/port-pool.js';
+import { RTP_FIXED_HEADER_BYTES } from '../src/media/rtp-header.js';
 import { Generator } from './capacity-driver.js';
 import type { GeneratorWindow } from './capacity-protocol.js';
 import {
@@ -33,7 +34,6 @@ import {
 const HOST = '127.0.0.1';
 const PORT_MIN = 20_000;
 const PORT_SPARE_PAIRS = 500;
-const HEADER_BYTES = 12;
 const PAYLOAD_BYTES = 160;
 /** dgram reads a send buffer asynchronously; rotate through a few so none is rewritten in flight. */
 const SEND_RING = 4;
@@ -73,7 +73,7 @@ class BareCall implements Paced {
   ) {
     this.#socket = lease.socket;
     for (let i = 0; i < SEND_RING; i++) {
-      const packet = Buffer.alloc(HEADER_BYTES + PAYLOAD_BYTES);
+      const packet = Buffer.alloc(RTP_FIXED_HEADER_BYTES + PAYLOAD_BYTES);
       packet[0] = 0x80; // V=2, PT 0 (PCMU)
       packet.writeUInt32BE(0x5eed0000 + lease.port, 8);
       this.#ring.push(packet);
@@ -82,7 +82,8 @@ class BareCall implements Paced {
       this.received++;
       this.#port = rinfo.port;
       this.#address = rinfo.address;
-      if (message.length === HEADER_BYTES + PAYLOAD_BYTES) message.copy(this.#payload, 0, HEADER_BYTES);
+      if (message.length === RTP_FIXED_HEADER_BYTES + PAYLOAD_BYTES)
+        message.copy(this.#payload, 0, RTP_FIXED_HEADER_BYTES);
     });
   }
 
@@ -96,7 +97,7 @@ class BareCall implements Paced {
     this.#ringIndex = (this.#ringIndex + 1) % SEND_RING;
     packet.writeUInt16BE(this.#seq, 2);
     packet.writeUInt32BE(this.#timestamp, 4);
-    this.#payload.copy(packet, HEADER_BYTES);
+    this.#payload.copy(packet, RTP_FIXED_HEADER_BYTES);
     this.#seq = (this.#seq + 1) & 0xffff;
     this.#timestamp = (this.#timestamp + PAYLOAD_BYTES) >>> 0;
     this.#socket.send(packet, this.#port, this.#address);

@@ -16,8 +16,8 @@ interface Entry {
 /**
  * A typed event emitter whose `safeEmit` isolates listener failures, after mediasoup's
  * EnhancedEventEmitter. Subclasses emit only through safeEmit. Media events fire ~100 times a second
- * per call, so listener lists are copy-on-write arrays: emitting iterates a stable snapshot and
- * allocates nothing, and (un)subscribing, which is rare, pays for the copy.
+ * per call, so listener lists are copy-on-write arrays: emitting iterates a stable snapshot without
+ * copying the list, and (un)subscribing, which is rare, pays for the copy.
  */
 export class TypedEmitter<E extends EventMap> {
   readonly #listeners = new Map<string, readonly Entry[]>();
